@@ -1,0 +1,53 @@
+/**
+ * buildApp(config): the Fastify application with its plugins and routes, in
+ * order. It never listens: the process entry (index.ts) and the tests do that.
+ */
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { readFileSync } from 'node:fs'
+import type { Config } from './config/schema.js'
+import { errorHandler, notFoundHandler } from './server/error-handler.js'
+import { enginePlugin } from './server/engine-plugin.js'
+import { generateRoutes } from './server/routes/generate.js'
+import { healthRoutes } from './server/routes/health.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+    version: string
+  }
+}
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+
+export interface AppOptions {
+  config: Config
+  /** The model folder to serve (index.ts resolves the default one). */
+  modelDir: string
+  /** A pino logger instance or options; tests pass false. */
+  logger?: boolean | object
+}
+
+export async function buildApp({ config, modelDir, logger }: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: logger ?? {
+      level: config.LOG_LEVEL,
+      redact: ['req.headers.authorization', 'req.headers["x-api-key"]'],
+    },
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    ajv: {
+      // Strict input: "7" is not 7, null is not 0, and unknown fields are
+      // errors, never silently dropped.
+      customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.decorate('config', config)
+  app.decorate('version', pkg.version)
+  app.setErrorHandler(errorHandler)
+  app.setNotFoundHandler(notFoundHandler)
+  await app.register(enginePlugin, { config, modelDir })
+  await app.register(healthRoutes)
+  await app.register(generateRoutes)
+  return app as unknown as FastifyInstance
+}

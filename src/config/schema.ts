@@ -1,0 +1,43 @@
+/**
+ * Every environment variable prefixd reads: one schema, with its default and a
+ * one-line description. The README's configuration table is generated from it
+ * (`prefixd config --markdown`), so the two cannot drift.
+ */
+import Type, { type Static } from 'typebox'
+
+const int = (def: number, minimum: number, description: string, maximum?: number) =>
+  Type.Integer({ default: def, minimum, ...(maximum !== undefined ? { maximum } : {}), description })
+
+export const ConfigSchema = Type.Object({
+  HOST: Type.String({ default: '0.0.0.0', description: 'Address the HTTP server listens on.' }),
+  PORT: int(8080, 0, 'TCP port of the HTTP server (0 picks a free one).', 65535),
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+    default: 'info',
+    description: 'pino log level.',
+  }),
+  MODEL_DIR: Type.String({
+    default: '',
+    description: 'Model folder in the Hugging Face optimum ONNX layout. Empty: generate a tiny Llama into CACHE_DIR on first start.',
+  }),
+  MODEL_ID: Type.String({ default: '', description: 'Name reported for the base model (default: the model folder name).' }),
+  CACHE_DIR: Type.String({ default: '.cache/prefixd', description: 'Where the default model is generated (never committed).' }),
+  PREFIX_DIR: Type.String({ default: 'prefixes', description: 'Prefix store folder: one sub-folder per prefix id (PEFT adapter or native file).' }),
+  MAX_PREFIX_FILE_BYTES: int(64 * 1024 * 1024, 1, 'Largest prefix file accepted, in bytes.'),
+  EXECUTION_PROVIDER: Type.Enum(['cpu', 'cuda'], {
+    default: 'cpu',
+    description: 'ONNX Runtime execution provider: cpu, or cuda on a GPU host (needs the CUDA build of onnxruntime-node).',
+  }),
+  INTRA_OP_THREADS: int(0, 0, 'ONNX Runtime intra-op threads (0: ONNX Runtime chooses, one per core).'),
+  MAX_BATCH_SIZE: int(16, 1, 'Most requests in one forward pass.', 1024),
+  MAX_BATCH_TOKENS: int(16384, 1, 'Most key/value positions (prefix + prompt + new tokens) held by the running batch.'),
+  MAX_PREFILL_TOKENS: int(4096, 1, 'Most prompt and prefix tokens admitted into one prefill pass.'),
+  MAX_WAITING_REQUESTS: int(256, 0, 'Requests allowed to wait for a batch slot; beyond it new ones get 429.'),
+  REQUEST_TIMEOUT_MS: int(120000, 1, 'Deadline for a request, waiting and generating, in milliseconds.'),
+  DEFAULT_MAX_NEW_TOKENS: int(64, 1, 'max_new_tokens when a request gives none.'),
+  MAX_INPUT_CHARS: int(65536, 1, 'Longest prompt accepted, in characters.'),
+  MAX_STOP_SEQUENCES: int(8, 0, 'Most stop sequences one request may give.'),
+  BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 'Largest JSON request body, in bytes.'),
+  SHUTDOWN_TIMEOUT_MS: int(30000, 0, 'How long in-flight requests may run after SIGTERM before the process exits anyway.'),
+})
+
+export type Config = Static<typeof ConfigSchema>

@@ -1,0 +1,117 @@
+/**
+ * The running batch's key/value cache, as the model wants it: per layer one key
+ * and one value tensor [rows, kvHeads, length, headDim], plus a 0/1 mask
+ * [rows, length] saying which positions are real. Rows are request ids.
+ *
+ * While membership does not change, a decode step's `present` outputs become
+ * the next step's past as they are (no copy in JavaScript): `advance` only adds
+ * a mask column. When rows join or leave, `compact` re-packs every row densely
+ * and right-aligned, which also drops the holes that prefill padding and
+ * departed long rows leave behind.
+ */
+export interface KvShape {
+  numLayers: number
+  numKvHeads: number
+  headDim: number
+}
+
+export interface KvState {
+  rowIds: number[]
+  length: number
+  keys: Float32Array[]
+  values: Float32Array[]
+  /** mask[r * length + t] = 1 where row r has a real position t. */
+  mask: Uint8Array
+  /** Position id of each row's next token. */
+  nextPosition: number[]
+}
+
+export function emptyKvState(shape: KvShape): KvState {
+  return {
+    rowIds: [],
+    length: 0,
+    keys: Array.from({ length: shape.numLayers }, () => new Float32Array(0)),
+    values: Array.from({ length: shape.numLayers }, () => new Float32Array(0)),
+    mask: new Uint8Array(0),
+    nextPosition: [],
+  }
+}
+
+/** The runs [start, end) of real positions in one row of a mask. */
+function realRuns(mask: Uint8Array, row: number, length: number): Array<[number, number]> {
+  const runs: Array<[number, number]> = []
+  const base = row * length
+  let t = 0
+  while (t < length) {
+    while (t < length && mask[base + t] === 0) t++
+    const start = t
+    while (t < length && mask[base + t] === 1) t++
+    if (t > start) runs.push([start, t])
+  }
+  return runs
+}
+
+interface RowSource {
+  state: KvState
+  row: number
+}
+
+/**
+ * Builds a new state holding the given rows (from one or more states, in that
+ * order), each packed densely against the right edge.
+ */
+export function compact(shape: KvShape, sources: RowSource[]): KvState {
+  const { numLayers, numKvHeads: H, headDim: D } = shape
+  const runsPerRow = sources.map((s) => realRuns(s.state.mask, s.row, s.state.length))
+  const realCounts = runsPerRow.map((runs) => runs.reduce((n, [a, b]) => n + b - a, 0))
+  const length = Math.max(0, ...realCounts)
+  const rows = sources.length
+  const out: KvState = {
+    rowIds: sources.map((s) => s.state.rowIds[s.row]),
+    length,
+    keys: Array.from({ length: numLayers }, () => new Float32Array(rows * H * length * D)),
+    values: Array.from({ length: numLayers }, () => new Float32Array(rows * H * length * D)),
+    mask: new Uint8Array(rows * length),
+    nextPosition: sources.map((s) => s.state.nextPosition[s.row]),
+  }
+  sources.forEach((src, r) => {
+    const offset = length - realCounts[r]
+    out.mask.fill(1, r * length + offset, (r + 1) * length)
+    const T = src.state.length
+    for (let layer = 0; layer < numLayers; layer++) {
+      for (const [from, to] of [
+        [src.state.keys[layer], out.keys[layer]],
+        [src.state.values[layer], out.values[layer]],
+      ]) {
+        for (let h = 0; h < H; h++) {
+          let dst = ((r * H + h) * length + offset) * D
+          const srcBase = (src.row * H + h) * T
+          for (const [a, b] of runsPerRow[r]) {
+            to.set(from.subarray((srcBase + a) * D, (srcBase + b) * D), dst)
+            dst += (b - a) * D
+          }
+        }
+      }
+    }
+  })
+  return out
+}
+
+/** Takes a step's present tensors as the new past; every row gained one real position. */
+export function advance(state: KvState, presentKeys: Float32Array[], presentValues: Float32Array[]): KvState {
+  const rows = state.rowIds.length
+  const T = state.length
+  const mask = new Uint8Array(rows * (T + 1))
+  for (let r = 0; r < rows; r++) {
+    mask.set(state.mask.subarray(r * T, (r + 1) * T), r * (T + 1))
+    mask[r * (T + 1) + T] = 1
+  }
+  return {
+    rowIds: state.rowIds,
+    length: T + 1,
+    keys: presentKeys,
+    values: presentValues,
+    mask,
+    nextPosition: state.nextPosition.map((p) => p + 1),
+  }
+}

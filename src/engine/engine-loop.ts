@@ -1,0 +1,151 @@
+/**
+ * The engine's step loop: schedule, prefill the newly admitted rows, merge them
+ * into the running batch, run one decode pass for every running row, sample,
+ * emit. Runs inside the worker; everything model-specific sits behind the
+ * ForwardRunner, so this loop is the same for every model.
+ */
+import { DeadlineExceededError, flattenError, OverloadedError, type FlatError } from '../errors.js'
+import { buildDecode, buildPrefill } from './batch/forward-feed.js'
+import { advance, compact, emptyKvState, type KvShape, type KvState } from './batch/kv-state.js'
+import type { ForwardResult } from './forward-runner.js'
+import type { Generation } from './generation.js'
+import type { EngineStats, TokenEvent } from './protocol.js'
+import { Scheduler, type SchedulerLimits } from './scheduler.js'
+
+export interface Forward {
+  run(feed: ReturnType<typeof buildDecode>): Promise<ForwardResult>
+}
+
+export interface EngineSink {
+  tokens(events: TokenEvent[], stats: EngineStats): void
+  failed(id: number, error: FlatError): void
+}
+
+export class EngineLoop {
+  private readonly scheduler: Scheduler<Generation>
+  private state: KvState
+  /** Rows that left since the last pass: the batch must be re-packed. */
+  private membershipChanged = false
+  private looping = false
+  private steps = 0
+
+  constructor(
+    private readonly forward: Forward,
+    private readonly shape: KvShape,
+    private readonly vocabSize: number,
+    limits: SchedulerLimits,
+    private readonly sink: EngineSink,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.scheduler = new Scheduler(limits)
+    this.state = emptyKvState(shape)
+  }
+
+  submit(gen: Generation): void {
+    if (!this.scheduler.enqueue(gen)) {
+      this.sink.failed(gen.id, flattenError(new OverloadedError('too many requests are waiting; retry later')))
+      return
+    }
+    this.kick()
+  }
+
+  cancel(id: number): void {
+    if (this.scheduler.remove(id)) this.membershipChanged = true
+  }
+
+  stats(): EngineStats {
+    return { running: this.scheduler.runningCount, waiting: this.scheduler.waitingCount, steps: this.steps, prefixesCached: 0 }
+  }
+
+  private kick(): void {
+    if (this.looping) return
+    this.looping = true
+    setImmediate(() => void this.loop())
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (!this.scheduler.idle) {
+        await this.step()
+        // Let cancellations and new requests arrive between forward passes.
+        await new Promise<void>((resolve) => setImmediate(resolve))
+      }
+    } finally {
+      this.looping = false
+    }
+  }
+
+  private expireDeadlines(): void {
+    const now = this.now()
+    const expired = [...this.scheduler.waitingRequests(), ...this.scheduler.runningRequests()].filter(
+      (g) => g.params.deadline <= now,
+    )
+    for (const g of expired) {
+      this.cancel(g.id)
+      this.sink.failed(g.id, flattenError(new DeadlineExceededError('the request ran past its deadline')))
+    }
+  }
+
+  async step(): Promise<void> {
+    this.expireDeadlines()
+    const plan = this.scheduler.nextStep()
+    const events: TokenEvent[] = []
+    // Rows that finished or were cancelled since the last pass leave here.
+    if (this.membershipChanged) this.repack([this.state])
+    if (this.state.rowIds.length > 0) await this.decode(events)
+    let added: KvState | null = null
+    if (plan.admit.length > 0) added = await this.prefill(plan.admit, events)
+    this.retireFinished(events)
+    // Newly prefilled rows join the running batch: one re-pack per change.
+    if (added) this.repack([this.state, added])
+    this.steps++
+    if (events.length > 0) this.sink.tokens(events, this.stats())
+  }
+
+  private repack(states: KvState[]): void {
+    const rows = states.flatMap((state) =>
+      state.rowIds.map((id, row) => ({ state, row, id })).filter((x) => this.scheduler.runningRequest(x.id)),
+    )
+    this.state = compact(this.shape, rows)
+    this.membershipChanged = false
+  }
+
+  /** One decode pass: every running row feeds its last token. */
+  private async decode(events: TokenEvent[]): Promise<void> {
+    const rows = this.state.rowIds.map((id) => this.scheduler.runningRequest(id)!)
+    const feed = buildDecode(this.state, rows.map((g) => g.lastToken))
+    const out = await this.runGuarded(rows, () => this.forward.run(feed))
+    if (!out) return
+    this.state = advance(this.state, out.presentKeys, out.presentValues)
+    rows.forEach((g, r) => events.push(g.step(out.logits, r * this.vocabSize)))
+  }
+
+  /** The prefill pass of newly admitted rows; each samples its first token. */
+  private async prefill(admitted: Generation[], events: TokenEvent[]): Promise<KvState | null> {
+    const { feed, state } = buildPrefill(this.shape, admitted)
+    const out = await this.runGuarded(admitted, () => this.forward.run(feed))
+    if (!out) return null
+    // Prompts are left-padded, so every row's last prompt token is the last column.
+    admitted.forEach((g, r) => events.push(g.step(out.logits, ((r + 1) * feed.seqLen - 1) * this.vocabSize)))
+    return { ...state, keys: out.presentKeys, values: out.presentValues }
+  }
+
+  /** A failed forward pass fails the requests in it, not the engine. */
+  private async runGuarded(rows: Generation[], run: () => Promise<ForwardResult>): Promise<ForwardResult | null> {
+    try {
+      return await run()
+    } catch (err) {
+      for (const g of rows) {
+        this.cancel(g.id)
+        this.sink.failed(g.id, flattenError(err))
+      }
+      return null
+    }
+  }
+
+  private retireFinished(events: TokenEvent[]): void {
+    for (const e of events) {
+      if (e.finish && this.scheduler.remove(e.id)) this.membershipChanged = true
+    }
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * Runs one forward pass of the model on a ForwardFeed: the only place that
+ * turns the engine's plain arrays into ONNX Runtime tensors and back.
+ */
+import * as ort from 'onnxruntime-node'
+import type { ForwardFeed } from './batch/forward-feed.js'
+import type { KvShape } from './batch/kv-state.js'
+import type { OnnxSignature } from './onnx-signature.js'
+
+export interface ForwardResult {
+  /** [batch, seqLen, vocab] */
+  logits: Float32Array
+  presentKeys: Float32Array[]
+  presentValues: Float32Array[]
+}
+
+export class ForwardRunner {
+  constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly signature: OnnxSignature,
+    private readonly shape: KvShape,
+  ) {}
+
+  async run(feed: ForwardFeed): Promise<ForwardResult> {
+    const { batch, seqLen, pastLen } = feed
+    const { numKvHeads: H, headDim: D } = this.shape
+    const sig = this.signature
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', feed.inputIds, [batch, seqLen]),
+      attention_mask: new ort.Tensor('int64', feed.attentionMask, [batch, pastLen + seqLen]),
+    }
+    if (sig.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', feed.positionIds, [batch, seqLen])
+    if (sig.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([pastLen > 0 ? 1 : 0]), [1])
+    const pastDims = [batch, H, pastLen, D]
+    for (let i = 0; i < sig.pastKeys.length; i++) {
+      feeds[sig.pastKeys[i]] = new ort.Tensor('float32', feed.pastKeys[i], pastDims)
+      feeds[sig.pastValues[i]] = new ort.Tensor('float32', feed.pastValues[i], pastDims)
+    }
+    const out = await this.session.run(feeds)
+    return {
+      logits: out[sig.logits].data as Float32Array,
+      presentKeys: sig.presentKeys.map((n) => out[n].data as Float32Array),
+      presentValues: sig.presentValues.map((n) => out[n].data as Float32Array),
+    }
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * Creates the ONNX Runtime session for a model folder. Only the engine worker
+ * calls this: onnxruntime-node's run() blocks its thread, and the library is
+ * known to crash when several workers load it.
+ */
+import { access } from 'node:fs/promises'
+import { join } from 'node:path'
+import * as ort from 'onnxruntime-node'
+import { ModelLoadError } from '../errors.js'
+
+/** File names of the optimum layout, most preferred first. */
+const MODEL_FILES = ['model.onnx', 'decoder_model_merged.onnx']
+
+export async function findModelFile(modelDir: string): Promise<string> {
+  for (const name of MODEL_FILES) {
+    const path = join(modelDir, name)
+    try {
+      await access(path)
+      return path
+    } catch {
+      // try the next name
+    }
+  }
+  throw new ModelLoadError(`no ${MODEL_FILES.join(' or ')} in ${modelDir}`)
+}
+
+export interface SessionOptions {
+  executionProvider: 'cpu' | 'cuda'
+  intraOpThreads: number
+}
+
+export async function createSession(modelDir: string, opts: SessionOptions): Promise<ort.InferenceSession> {
+  const file = await findModelFile(modelDir)
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: opts.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
+    graphOptimizationLevel: 'all',
+    // One forward pass at a time: parallelism comes from the batch, inside each op.
+    interOpNumThreads: 1,
+  }
+  if (opts.intraOpThreads > 0) options.intraOpNumThreads = opts.intraOpThreads
+  try {
+    return await ort.InferenceSession.create(file, options)
+  } catch (err) {
+    throw new ModelLoadError(`ONNX Runtime cannot load ${file}: ${(err as Error).message}`)
+  }
+}

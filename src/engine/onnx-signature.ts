@@ -1,0 +1,83 @@
+/**
+ * The model's ONNX interface, discovered from the session's metadata: which
+ * optional inputs exist and the names of every past/present tensor, checked
+ * against config.json so that a folder whose files disagree is refused at load
+ * instead of failing on the first request.
+ */
+import { ModelLoadError } from '../errors.js'
+import type { ModelSpec } from './model-spec.js'
+
+export interface OnnxSignature {
+  hasPositionIds: boolean
+  /** Merged decoders (decoder_model_merged.onnx) take a boolean `use_cache_branch`. */
+  hasUseCacheBranch: boolean
+  /** pastKeys[i] / pastValues[i]: input names of layer i. */
+  pastKeys: string[]
+  pastValues: string[]
+  presentKeys: string[]
+  presentValues: string[]
+  logits: string
+}
+
+export interface TensorMeta {
+  name: string
+  isTensor: boolean
+  type?: string
+  shape?: ReadonlyArray<number | string>
+}
+
+const PAST = /^past_key_values\.(\d+)\.(key|value)$/
+const PRESENT = /^present\.(\d+)\.(key|value)$/
+
+function byLayer(names: readonly string[], pattern: RegExp, what: string, layers: number): [string[], string[]] {
+  const keys: string[] = []
+  const values: string[] = []
+  for (const n of names) {
+    const m = pattern.exec(n)
+    if (!m) continue
+    const i = Number(m[1])
+    ;(m[2] === 'key' ? keys : values)[i] = n
+  }
+  for (let i = 0; i < layers; i++) {
+    if (!keys[i] || !values[i]) throw new ModelLoadError(`model.onnx lacks ${what} for layer ${i}`)
+  }
+  if (keys.length !== layers || values.length !== layers) {
+    throw new ModelLoadError(`model.onnx has ${what} for ${Math.max(keys.length, values.length)} layers, config.json says ${layers}`)
+  }
+  return [keys, values]
+}
+
+/** Checks a numeric dim of a past input against config.json (symbolic dims pass). */
+function checkDim(meta: TensorMeta | undefined, axis: number, expected: number, what: string): void {
+  const d = meta?.shape?.[axis]
+  if (typeof d === 'number' && d > 0 && d !== expected) {
+    throw new ModelLoadError(`model.onnx ${meta!.name} has ${what} ${d}, config.json implies ${expected}`)
+  }
+}
+
+export function readSignature(
+  inputs: readonly TensorMeta[],
+  outputs: readonly TensorMeta[],
+  spec: ModelSpec,
+): OnnxSignature {
+  const inputNames = inputs.map((i) => i.name)
+  const outputNames = outputs.map((o) => o.name)
+  for (const needed of ['input_ids', 'attention_mask']) {
+    if (!inputNames.includes(needed)) throw new ModelLoadError(`model.onnx has no '${needed}' input`)
+  }
+  if (!outputNames.includes('logits')) throw new ModelLoadError("model.onnx has no 'logits' output")
+  const [pastKeys, pastValues] = byLayer(inputNames, PAST, 'past_key_values inputs', spec.numLayers)
+  const [presentKeys, presentValues] = byLayer(outputNames, PRESENT, 'present outputs', spec.numLayers)
+  const firstPast = inputs.find((i) => i.name === pastKeys[0])
+  checkDim(firstPast, 1, spec.numKvHeads, 'key/value heads')
+  checkDim(firstPast, 3, spec.headDim, 'head size')
+  return {
+    hasPositionIds: inputNames.includes('position_ids'),
+    hasUseCacheBranch: inputNames.includes('use_cache_branch'),
+    pastKeys,
+    pastValues,
+    presentKeys,
+    presentValues,
+    logits: 'logits',
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Messages between the HTTP thread and the engine worker. Every message carries
+ * the protocol version; request-scoped ones carry the request id; errors cross
+ * as plain {code, statusCode, message} (structured clone drops Error classes).
+ */
+import type { FlatError } from '../errors.js'
+import type { ModelSpec } from './model-spec.js'
+import type { PrefixKV } from '../prefixes/prefix-kv.js'
+
+export const PROTOCOL_VERSION = 1
+
+export interface EngineOptions {
+  modelDir: string
+  executionProvider: 'cpu' | 'cuda'
+  intraOpThreads: number
+  maxBatchSize: number
+  maxBatchTokens: number
+  maxPrefillTokens: number
+  maxWaiting: number
+}
+
+export interface GenerationParams {
+  doSample: boolean
+  temperature: number
+  topK: number
+  topP: number
+  repetitionPenalty: number
+  seed: number
+  maxNewTokens: number
+  stop: string[]
+  /** Wall-clock time (ms since epoch) after which the request ends with an error. */
+  deadline: number
+}
+
+export interface SubmitMessage {
+  v: typeof PROTOCOL_VERSION
+  type: 'submit'
+  id: number
+  promptIds: number[]
+  /** Keys of prefixes already sent with putPrefix, concatenated in this order. */
+  prefixKeys: string[]
+  params: GenerationParams
+}
+
+export type ToWorker =
+  | SubmitMessage
+  | { v: typeof PROTOCOL_VERSION; type: 'cancel'; id: number }
+  | { v: typeof PROTOCOL_VERSION; type: 'putPrefix'; key: string; prefix: PrefixKV }
+  | { v: typeof PROTOCOL_VERSION; type: 'dropPrefix'; key: string }
+  | { v: typeof PROTOCOL_VERSION; type: 'shutdown' }
+
+export type FinishReason = 'length' | 'eos_token' | 'stop_sequence'
+
+export interface TokenEvent {
+  id: number
+  token: { id: number; text: string; logprob: number; special: boolean }
+  /** Present on the request's last token. */
+  finish?: { reason: FinishReason; generatedText: string }
+}
+
+export interface EngineStats {
+  running: number
+  waiting: number
+  steps: number
+  prefixesCached: number
+}
+
+export type FromWorker =
+  | { v: typeof PROTOCOL_VERSION; type: 'ready'; spec: ModelSpec; modelFile: string }
+  | { v: typeof PROTOCOL_VERSION; type: 'tokens'; events: TokenEvent[]; stats: EngineStats }
+  | { v: typeof PROTOCOL_VERSION; type: 'failed'; id: number; error: FlatError }
+  | { v: typeof PROTOCOL_VERSION; type: 'fatal'; error: FlatError }

@@ -1,0 +1,84 @@
+/**
+ * The engine worker's entry point: owns the one ONNX Runtime session of the
+ * process and runs the step loop. The HTTP thread never runs inference.
+ * A load failure is reported as `fatal` and the worker exits: it is never
+ * re-created in-process (onnxruntime-node is known to crash when it is).
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import { flattenError, PrefixNotFoundError, ValidationError } from '../errors.js'
+import type { PrefixKV } from '../prefixes/prefix-kv.js'
+import { buildPrefill } from './batch/forward-feed.js'
+import { EngineLoop } from './engine-loop.js'
+import { ForwardRunner } from './forward-runner.js'
+import { Generation } from './generation.js'
+import { loadModel } from './loaded-model.js'
+import { PROTOCOL_VERSION, type EngineOptions, type FromWorker, type SubmitMessage, type ToWorker } from './protocol.js'
+
+const port = parentPort!
+const send = (msg: FromWorker) => port.postMessage(msg)
+const opts = workerData as EngineOptions
+
+async function main(): Promise<void> {
+  const model = await loadModel(opts.modelDir, opts)
+  const { spec, tokenizer } = model
+  const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
+  const runner = new ForwardRunner(model.session, model.signature, shape)
+  const prefixes = new Map<string, PrefixKV>()
+  const eos = new Set(spec.eosTokenIds)
+  const loop = new EngineLoop(
+    runner,
+    shape,
+    spec.vocabSize,
+    { maxBatchSize: opts.maxBatchSize, maxBatchTokens: opts.maxBatchTokens, maxPrefillTokens: opts.maxPrefillTokens, maxWaiting: opts.maxWaiting },
+    {
+      tokens: (events, stats) => send({ v: PROTOCOL_VERSION, type: 'tokens', events, stats: { ...stats, prefixesCached: prefixes.size } }),
+      failed: (id, error) => send({ v: PROTOCOL_VERSION, type: 'failed', id, error }),
+    },
+  )
+
+  const submit = (msg: SubmitMessage) => {
+    const resolved: PrefixKV[] = []
+    for (const key of msg.prefixKeys) {
+      const p = prefixes.get(key)
+      if (!p) {
+        send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flattenError(new PrefixNotFoundError(key)) })
+        return
+      }
+      resolved.push(p)
+    }
+    try {
+      loop.submit(new Generation(msg.id, msg.promptIds, resolved, msg.params, spec.vocabSize, eos, tokenizer))
+    } catch (err) {
+      // The sampler's own range checks: the HTTP layer validates first, so this is a guard.
+      send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flattenError(new ValidationError((err as Error).message)) })
+    }
+  }
+
+  port.on('message', (msg: ToWorker) => {
+    if (msg.v !== PROTOCOL_VERSION) return
+    switch (msg.type) {
+      case 'submit':
+        return submit(msg)
+      case 'cancel':
+        return loop.cancel(msg.id)
+      case 'putPrefix':
+        prefixes.set(msg.key, msg.prefix)
+        return
+      case 'dropPrefix':
+        prefixes.delete(msg.key)
+        return
+      case 'shutdown':
+        port.close()
+        return
+    }
+  })
+  // Warm-up: the first run of a session allocates and plans; pay that before
+  // the server says it is ready, not on a user's first request.
+  await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], prefixes: [] }]).feed)
+  send({ v: PROTOCOL_VERSION, type: 'ready', spec, modelFile: opts.modelDir })
+}
+
+main().catch((err: unknown) => {
+  send({ v: PROTOCOL_VERSION, type: 'fatal', error: flattenError(err) })
+  process.exit(1)
+})

@@ -1,0 +1,61 @@
+/**
+ * Starts the engine worker for the app and exposes what the routes need:
+ * the engine client, the tokenizer, the prefix catalog and the generation
+ * service. The worker is closed with the app. If it dies, the app turns
+ * not-ready and emits 'engine-died' so the process entry can exit non-zero.
+ */
+import fp from 'fastify-plugin'
+import { basename, resolve } from 'node:path'
+import type { Config } from '../config/schema.js'
+import { EngineClient } from '../engine/engine-client.js'
+import { TextTokenizer } from '../engine/tokenizer.js'
+import { FolderPrefixCatalog } from '../prefixes/folder-catalog.js'
+import { GenerationService } from './generation-service.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    engine: EngineClient
+    generation: GenerationService
+    modelId: string
+    /** null when ready; otherwise why not. */
+    notReadyReason(): string | null
+    draining: boolean
+  }
+}
+
+export interface EnginePluginOptions {
+  config: Config
+  modelDir: string
+}
+
+export const enginePlugin = fp<EnginePluginOptions>(
+  async (app, { config, modelDir }) => {
+    const engine = await EngineClient.start({
+      modelDir: resolve(modelDir),
+      executionProvider: config.EXECUTION_PROVIDER as 'cpu' | 'cuda',
+      intraOpThreads: config.INTRA_OP_THREADS,
+      maxBatchSize: config.MAX_BATCH_SIZE,
+      maxBatchTokens: config.MAX_BATCH_TOKENS,
+      maxPrefillTokens: config.MAX_PREFILL_TOKENS,
+      maxWaiting: config.MAX_WAITING_REQUESTS,
+    })
+    let deathReason: string | null = null
+    engine.on('died', (reason: string) => {
+      deathReason = reason
+      app.log.fatal({ reason }, 'engine worker died')
+    })
+    const tokenizer = await TextTokenizer.load(modelDir, engine.spec.bosTokenId)
+    const catalog = new FolderPrefixCatalog(config.PREFIX_DIR, engine.spec, engine, config.MAX_PREFIX_FILE_BYTES)
+    app.decorate('engine', engine)
+    app.decorate('modelId', config.MODEL_ID || basename(resolve(modelDir)))
+    app.decorate('generation', new GenerationService(config, engine, tokenizer, catalog))
+    app.decorate('draining', false)
+    app.decorate('notReadyReason', function notReadyReason(this: typeof app) {
+      if (deathReason !== null) return `the engine stopped: ${deathReason}`
+      if (app.draining) return 'the server is shutting down'
+      return null
+    })
+    app.addHook('onClose', async () => engine.close())
+  },
+  { name: 'prefixd-engine' },
+)

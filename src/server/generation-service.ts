@@ -1,0 +1,128 @@
+/**
+ * Turns a validated /generate body into an engine request and collects its
+ * result: parameter defaults, prefix resolution, the position budget check,
+ * and cancellation when the client goes away.
+ */
+import type { Config } from '../config/schema.js'
+import type { EngineClient } from '../engine/engine-client.js'
+import type { FinishReason, GenerationParams, TokenEvent } from '../engine/protocol.js'
+import { randomSeed } from '../engine/sampling/rng.js'
+import type { TextTokenizer } from '../engine/tokenizer.js'
+import { CancelledError, PromptTooLongError, ValidationError, type RemoteError } from '../errors.js'
+import type { ResolvedPrefix } from '../prefixes/folder-catalog.js'
+import type { GenerateBodyT } from './schemas/generate.js'
+
+export interface PrefixResolver {
+  resolve(id: string): Promise<ResolvedPrefix>
+}
+
+export interface PreparedRequest {
+  promptIds: number[]
+  prefixes: ResolvedPrefix[]
+  params: GenerationParams
+  details: boolean
+  returnFullText: boolean
+}
+
+export interface GenerationResult {
+  generatedText: string
+  finishReason: FinishReason
+  tokens: TokenEvent['token'][]
+}
+
+type Params = NonNullable<GenerateBodyT['parameters']>
+
+function prefixIds(p: Params): string[] {
+  const a = p.prefix_id ?? null
+  const b = p.adapter_id ?? null
+  if (a !== null && b !== null && JSON.stringify(a) !== JSON.stringify(b)) {
+    throw new ValidationError('parameters.prefix_id and parameters.adapter_id name different prefixes; give one')
+  }
+  const ref = a ?? b
+  return ref === null ? [] : Array.isArray(ref) ? ref : [ref]
+}
+
+export class GenerationService {
+  constructor(
+    private readonly config: Config,
+    private readonly engine: EngineClient,
+    private readonly tokenizer: TextTokenizer,
+    private readonly prefixes: PrefixResolver,
+  ) {}
+
+  async prepare(body: GenerateBodyT): Promise<PreparedRequest> {
+    const p: Params = body.parameters ?? {}
+    const { config } = this
+    if (body.inputs.length > config.MAX_INPUT_CHARS) {
+      throw new ValidationError(`inputs is ${body.inputs.length} characters long; the limit is ${config.MAX_INPUT_CHARS}`)
+    }
+    const stop = p.stop ?? []
+    if (stop.length > config.MAX_STOP_SEQUENCES) {
+      throw new ValidationError(`parameters.stop has ${stop.length} sequences; the limit is ${config.MAX_STOP_SEQUENCES}`)
+    }
+    const prefixes = await Promise.all(prefixIds(p).map((id) => this.prefixes.resolve(id)))
+    const promptIds = this.tokenizer.encode(body.inputs)
+    const maxNewTokens = p.max_new_tokens ?? config.DEFAULT_MAX_NEW_TOKENS
+    const prefixLen = prefixes.reduce((n, x) => n + x.numVirtualTokens, 0)
+    const limit = this.engine.spec.maxPositions
+    if (prefixLen + promptIds.length + maxNewTokens > limit) {
+      throw new PromptTooLongError(
+        `prefix (${prefixLen}) + prompt (${promptIds.length} tokens) + max_new_tokens (${maxNewTokens}) = ` +
+          `${prefixLen + promptIds.length + maxNewTokens} exceeds the model's ${limit} positions`,
+      )
+    }
+    const sampling = p.temperature != null || p.top_k != null || (p.top_p != null && p.top_p < 1)
+    const doSample = p.do_sample ?? sampling
+    return {
+      promptIds,
+      prefixes,
+      details: p.details ?? false,
+      returnFullText: p.return_full_text ?? false,
+      params: {
+        doSample,
+        temperature: p.temperature ?? 1,
+        topK: p.top_k ?? 0,
+        topP: p.top_p ?? 1,
+        repetitionPenalty: p.repetition_penalty ?? 1,
+        seed: p.seed ?? randomSeed(),
+        maxNewTokens,
+        stop,
+        deadline: Date.now() + config.REQUEST_TIMEOUT_MS,
+      },
+    }
+  }
+
+  /**
+   * Runs a prepared request; `onToken` sees every token as it comes.
+   * `signal` aborts it (the client went away): the engine frees its slot at the next step.
+   */
+  run(req: PreparedRequest, signal: AbortSignal, onToken?: (e: TokenEvent) => void): Promise<GenerationResult> {
+    return new Promise((resolve, reject) => {
+      const tokens: TokenEvent['token'][] = []
+      const submitted = this.engine.submit(
+        req.promptIds,
+        req.prefixes.map((x) => x.key),
+        req.params,
+        {
+          onToken: (e) => {
+            tokens.push(e.token)
+            onToken?.(e)
+            if (e.finish) {
+              signal.removeEventListener('abort', abort)
+              resolve({ generatedText: e.finish.generatedText, finishReason: e.finish.reason, tokens })
+            }
+          },
+          onError: (err: RemoteError) => {
+            signal.removeEventListener('abort', abort)
+            reject(err)
+          },
+        },
+      )
+      const abort = () => {
+        submitted.cancel()
+        reject(new CancelledError('the client went away'))
+      }
+      signal.addEventListener('abort', abort, { once: true })
+    })
+  }
+}

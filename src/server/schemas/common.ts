@@ -1,0 +1,36 @@
+import Type, { type TSchema } from 'typebox'
+
+/**
+ * An optional field that also accepts JSON null as "not set": TGI's own
+ * clients send every unset parameter as null. Nothing is coerced: null stays
+ * null and the handler treats it as absent.
+ */
+export const nullable = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]))
+
+export const PREFIX_ID_PATTERN = '^(?!\\.{1,2}$)[A-Za-z0-9._-]{1,128}$'
+
+export const PrefixId = Type.String({
+  pattern: PREFIX_ID_PATTERN,
+  description: 'A prefix id: 1-128 of A-Z a-z 0-9 . _ - (not "." or "..").',
+})
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.String({ description: 'What went wrong, for a person.' }),
+    error_type: Type.String({ description: 'Stable machine-readable kind: validation, not_found, overloaded, ...' }),
+  },
+  { $id: 'ErrorBody', description: 'Every error response of the TGI-style routes.' },
+)
+
+/** The error statuses every route may answer with. */
+export const errorResponses = {
+  400: ErrorBody,
+  404: ErrorBody,
+  413: ErrorBody,
+  415: ErrorBody,
+  422: ErrorBody,
+  429: ErrorBody,
+  500: ErrorBody,
+  503: ErrorBody,
+  504: ErrorBody,
+}
