@@ -79,9 +79,3 @@ export function logitsAt(logits: ort.Tensor, row: number, position: number): Flo
   const [, seq, vocab] = logits.dims
   return (logits.data as Float32Array).subarray((row * seq + position) * vocab, (row * seq + position + 1) * vocab)
 }
-
-/** Runs prefill for `rows` and returns each row's logits at its last token. */
-export async function lastLogits(session: ort.InferenceSession, step: BatchStep, rows: number): Promise<Float32Array[]> {
-  const out = await session.run(step.feeds)
-  return Array.from({ length: rows }, (_, b) => logitsAt(out.logits as ort.Tensor, b, step.chunkLength - 1))
-}
