@@ -77,15 +77,17 @@ async function checkGenerated(t: Test, arch: ModelArch): Promise<void> {
 }
 
 /**
- * Rows with no prefix, a short one and a long one, and prompts of different
- * lengths: every row's logits must equal that row run alone, in prefill and
- * in a decode step, and padding rows must stay finite.
+ * Rows with no prefix, a short one and a long one, prompts of different
+ * lengths, and a row of pure padding (a free batch slot): every real row's
+ * logits must equal that row run alone, in prefill and in a decode step, and
+ * the fully masked queries (left padding with no prefix, the padding row)
+ * must stay finite.
  */
 async function checkMixedBatch(t: Test, session: ort.InferenceSession, weights: ModelWeights): Promise<void> {
   const dims = weights.dims
   const shapes = [
-    { P: 0, n: 7 },
-    { P: 3, n: 4 },
+    { P: 0, n: 4 },
+    { P: 3, n: 7 },
     { P: 6, n: 5 },
   ]
   const rows: BatchRow[] = shapes.map(({ P, n }, r) => ({
@@ -93,9 +95,11 @@ async function checkMixedBatch(t: Test, session: ort.InferenceSession, weights: 
     positions: range(P, n),
     prefix: P > 0 ? randomPrefix(dims, P, 20 + r) : undefined,
   }))
-  const step = prefillStep(dims, rows)
+  const padding: BatchRow = { tokens: [], positions: [] }
+  const step = prefillStep(dims, [...rows, padding])
+  t.same(step.mask[rows.length], Array(step.mask[0].length).fill(0), 'the padding row is masked out entirely')
   const out = await session.run(step.feeds)
-  t.ok(allFinite(out.logits as ort.Tensor), 'batch logits are finite, padding positions included')
+  t.ok(allFinite(out.logits as ort.Tensor), 'batch logits are finite, padding included')
   const next: number[] = []
   for (const [r, row] of rows.entries()) {
     const batched = logitsAt(out.logits as ort.Tensor, r, step.chunkLength - 1)
@@ -107,7 +111,8 @@ async function checkMixedBatch(t: Test, session: ort.InferenceSession, weights: 
     next.push(argmax(batched))
   }
   const nextPositions = rows.map((row) => row.positions.at(-1)! + 1)
-  const decoded = await session.run(decodeStep(dims, step, out, next, nextPositions).feeds)
+  const decoded = await session.run(decodeStep(dims, step, out, [...next, 0], [...nextPositions, 0]).feeds)
+  t.ok(allFinite(decoded.logits as ort.Tensor), 'decode logits are finite')
   rows.forEach((row, r) => {
     const extended: BatchRow = { ...row, tokens: [...row.tokens, next[r]], positions: [...row.positions, nextPositions[r]] }
     expectClose(t, logitsAt(decoded.logits as ort.Tensor, r, 0), referenceLast(weights, extended), `batch decode row ${r} matches the reference`)
