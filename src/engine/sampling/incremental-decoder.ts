@@ -1,0 +1,73 @@
+/**
+ * Token-by-token detokenization. Decoding each token alone is wrong in two
+ * ways: with SentencePiece byte fallback or byte-level BPE one character can
+ * span several tokens (each alone decodes to U+FFFD), and SentencePiece drops
+ * the leading space of the first token of whatever it decodes, so "▁world"
+ * alone gives "world" where " world" was meant.
+ *
+ * The prefix-offset / read-offset technique of TGI and vLLM fixes both: keep a
+ * few already-emitted ids as context (prefixOffset..readOffset), decode context
+ * + new ids, and emit what the new ids added, decode(ids[prefix:]) minus
+ * decode(ids[prefix:read]), but only once it no longer ends in U+FFFD (a
+ * character still incomplete). Then the window slides forward.
+ *
+ * Held text is not lost: flush() returns it at the end, so the concatenation of
+ * every push() and flush() is decode(all ids) for tokenizers whose decode of a
+ * sequence extends the decode of its prefix (SentencePiece, byte-level BPE).
+ */
+
+const REPLACEMENT_CHAR = '\uFFFD'
+
+export type DecodeFn = (ids: number[]) => string
+
+export class IncrementalDecoder {
+  private readonly decode: DecodeFn
+  /** Ids from the current prefix offset on; older ones are dropped. */
+  private ids: number[]
+  /** ids[0, readOffset) were emitted already (or are context); the rest are pending. */
+  private readOffset: number
+
+  /**
+   * @param contextIds ids that precede the generated ones (TGI and vLLM use the
+   *   last ~5 prompt tokens). They are never emitted; they only let the first
+   *   generated token keep its leading space. Without them the first token is
+   *   decoded as the start of a text.
+   */
+  constructor(decode: DecodeFn, contextIds: readonly number[] = []) {
+    this.decode = decode
+    this.ids = [...contextIds]
+    this.readOffset = this.ids.length
+  }
+
+  /** Adds one token id; returns the text it completes ('' while a character is incomplete). */
+  push(id: number): string {
+    this.ids.push(id)
+    const prefixText = this.readOffset > 0 ? this.decode(this.ids.slice(0, this.readOffset)) : ''
+    const fullText = this.decode(this.ids)
+    if (fullText.length <= prefixText.length || fullText.endsWith(REPLACEMENT_CHAR)) return ''
+    return this.advance(fullText, prefixText)
+  }
+
+  /** Text still held at the end of generation (may contain U+FFFD for a truncated character). */
+  flush(): string {
+    if (this.readOffset === this.ids.length) return ''
+    const prefixText = this.readOffset > 0 ? this.decode(this.ids.slice(0, this.readOffset)) : ''
+    const fullText = this.decode(this.ids)
+    if (fullText.length <= prefixText.length) {
+      this.slide()
+      return ''
+    }
+    return this.advance(fullText, prefixText)
+  }
+
+  private advance(fullText: string, prefixText: string): string {
+    this.slide()
+    return fullText.slice(prefixText.length)
+  }
+
+  /** The ids just emitted become the context of the next ones. */
+  private slide(): void {
+    this.ids = this.ids.slice(this.readOffset)
+    this.readOffset = this.ids.length
+  }
+}
