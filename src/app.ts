@@ -14,7 +14,7 @@ import { healthRoutes } from './server/routes/health.js'
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config
-    version: string
+    prefixdVersion: string
   }
 }
 
@@ -43,7 +43,7 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.decorate('config', config)
-  app.decorate('version', pkg.version)
+  app.decorate('prefixdVersion', pkg.version)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
   await app.register(enginePlugin, { config, modelDir })

@@ -71,8 +71,9 @@ export class GenerationService {
           `${prefixLen + promptIds.length + maxNewTokens} exceeds the model's ${limit} positions`,
       )
     }
-    const sampling = p.temperature != null || p.top_k != null || (p.top_p != null && p.top_p < 1)
-    const doSample = p.do_sample ?? sampling
+    // As TGI: any active warper turns sampling on, whatever do_sample says.
+    const warpers = (p.temperature != null && p.temperature !== 1) || p.top_k != null || (p.top_p != null && p.top_p < 1)
+    const doSample = (p.do_sample ?? false) || warpers
     return {
       promptIds,
       prefixes,

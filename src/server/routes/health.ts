@@ -67,7 +67,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         max_waiting_requests: c.MAX_WAITING_REQUESTS,
         execution_provider: c.EXECUTION_PROVIDER,
         protocol_version: PROTOCOL_VERSION,
-        version: app.version,
+        version: app.prefixdVersion,
       }
     },
   )

@@ -1,0 +1,34 @@
+/**
+ * Builds a real prefixd app (real engine worker, real model) for HTTP tests,
+ * and closes it when the test ends.
+ */
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../src/app.js'
+import { loadConfig } from '../../src/config/load-config.js'
+import type { Config } from '../../src/config/schema.js'
+
+export interface TestLike {
+  teardown(fn: () => unknown): void
+}
+
+export async function startApp(t: TestLike, modelDir: string, config: Partial<Config> = {}): Promise<FastifyInstance> {
+  const app = await buildApp({
+    config: loadConfig({}, { LOG_LEVEL: 'silent', INTRA_OP_THREADS: 1, ...config }),
+    modelDir,
+    logger: false,
+  })
+  t.teardown(() => app.close())
+  await app.ready()
+  return app
+}
+
+export interface GenerateReply {
+  generated_text: string
+  details?: {
+    finish_reason: string
+    generated_tokens: number
+    seed: number | null
+    prefix_id: string[] | null
+    tokens: Array<{ id: number; text: string; logprob: number; special: boolean }>
+  }
+}
