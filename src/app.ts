@@ -9,6 +9,7 @@ import type { Config } from './config/schema.js'
 import { errorHandler, notFoundHandler } from './server/error-handler.js'
 import { enginePlugin } from './server/engine-plugin.js'
 import { generateRoutes } from './server/routes/generate.js'
+import { generateStreamRoutes } from './server/routes/generate-stream.js'
 import { healthRoutes } from './server/routes/health.js'
 
 declare module 'fastify' {
@@ -49,5 +50,6 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   await app.register(enginePlugin, { config, modelDir })
   await app.register(healthRoutes)
   await app.register(generateRoutes)
+  await app.register(generateStreamRoutes)
   return app as unknown as FastifyInstance
 }

@@ -131,6 +131,9 @@ export class EngineClient extends EventEmitter {
       const h = this.pending.get(msg.id)
       this.pending.delete(msg.id)
       h?.onError(new RemoteError(msg.error))
+    } else if (msg.type === 'stats') {
+      this.stats = msg.stats
+      this.emit('stats', msg.stats)
     } else if (msg.type === 'fatal') {
       this.die(msg.error.message)
     }

@@ -19,6 +19,8 @@ export interface Forward {
 export interface EngineSink {
   tokens(events: TokenEvent[], stats: EngineStats): void
   failed(id: number, error: FlatError): void
+  /** The loop went idle: the last requests finished or left. */
+  idle(stats: EngineStats): void
 }
 
 export class EngineLoop {
@@ -72,6 +74,7 @@ export class EngineLoop {
       }
     } finally {
       this.looping = false
+      this.sink.idle(this.stats())
     }
   }
 

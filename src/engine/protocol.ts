@@ -69,4 +69,5 @@ export type FromWorker =
   | { v: typeof PROTOCOL_VERSION; type: 'ready'; spec: ModelSpec; modelFile: string }
   | { v: typeof PROTOCOL_VERSION; type: 'tokens'; events: TokenEvent[]; stats: EngineStats }
   | { v: typeof PROTOCOL_VERSION; type: 'failed'; id: number; error: FlatError }
+  | { v: typeof PROTOCOL_VERSION; type: 'stats'; stats: EngineStats }
   | { v: typeof PROTOCOL_VERSION; type: 'fatal'; error: FlatError }

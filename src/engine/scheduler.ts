@@ -50,9 +50,14 @@ export class Scheduler<T extends Schedulable> {
     return this.waiting.length === 0 && this.running.size === 0
   }
 
-  /** False when the waiting queue is full: the caller answers "overloaded". */
+  /**
+   * False when the waiting queue is full: the caller answers "overloaded".
+   * Requests that will take a free batch slot at the next step do not count
+   * as waiting, even if they arrived in the same step.
+   */
   enqueue(request: T): boolean {
-    if (this.waiting.length >= this.limits.maxWaiting) return false
+    const freeSlots = Math.max(0, this.limits.maxBatchSize - this.running.size)
+    if (this.waiting.length >= this.limits.maxWaiting + freeSlots) return false
     this.waiting.push(request)
     return true
   }

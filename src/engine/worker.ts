@@ -33,6 +33,7 @@ async function main(): Promise<void> {
     {
       tokens: (events, stats) => send({ v: PROTOCOL_VERSION, type: 'tokens', events, stats: { ...stats, prefixesCached: prefixes.size } }),
       failed: (id, error) => send({ v: PROTOCOL_VERSION, type: 'failed', id, error }),
+      idle: (stats) => send({ v: PROTOCOL_VERSION, type: 'stats', stats: { ...stats, prefixesCached: prefixes.size } }),
     },
   )
 

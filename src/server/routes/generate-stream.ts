@@ -1,0 +1,62 @@
+/**
+ * POST /generate_stream: TGI's server-sent events. One event per token
+ * (`index`, `token`), the last one also with `generated_text` and `details`.
+ * Errors found before the first byte are ordinary JSON answers; errors after it
+ * arrive as a final `{error, error_type}` event. A client that disconnects
+ * cancels its request, and the engine frees its slot at the next step.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { errorTypeOf } from '../../errors.js'
+import { errorResponses } from '../schemas/common.js'
+import { GenerateBody } from '../schemas/generate.js'
+import { clientGone } from './generate.js'
+import { sendEvent, startEventStream } from '../sse.js'
+
+export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.post(
+    '/generate_stream',
+    {
+      schema: {
+        summary: 'Generate text as server-sent events, one per token (TGI format)',
+        body: GenerateBody,
+        response: { ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const service = app.generation
+      const prepared = await service.prepare(request.body)
+      const prefixIds = prepared.prefixes.map((p) => p.id)
+      reply.hijack()
+      const raw = reply.raw
+      startEventStream(raw, { 'x-prefix-id': prefixIds.join(',') })
+      let index = 0
+      try {
+        await service.run(prepared, clientGone(raw), (e) => {
+          index++
+          const last = e.finish
+          sendEvent(raw, {
+            index,
+            token: e.token,
+            generated_text: last ? (prepared.returnFullText ? request.body.inputs : '') + last.generatedText : null,
+            details: last
+              ? {
+                  finish_reason: last.reason,
+                  generated_tokens: index,
+                  seed: prepared.params.doSample ? prepared.params.seed : null,
+                  prefix_id: prefixIds.length > 0 ? prefixIds : null,
+                }
+              : null,
+          })
+        })
+      } catch (err) {
+        const e = err as { code?: string; statusCode?: number; message?: string }
+        if (e.code !== 'PREFIXD_CANCELLED') {
+          const internal = (e.statusCode ?? 500) >= 500 && !e.code?.startsWith('PREFIXD_')
+          if (internal) request.log.error({ err }, 'stream failed')
+          sendEvent(raw, { error: internal ? 'internal server error' : e.message, error_type: errorTypeOf(e.code) })
+        }
+      }
+      raw.end()
+    },
+  )
+}
