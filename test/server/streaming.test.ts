@@ -6,7 +6,7 @@
 import t from 'tap'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { startApp } from '../helpers/app.js'
+import { startApp, type TestLike } from '../helpers/app.js'
 import { readEvents } from '../helpers/sse.js'
 import { readExpected, storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
 
@@ -19,7 +19,7 @@ interface StreamEvent {
   error_type?: string
 }
 
-async function listen(t: Tap.Test, config: Parameters<typeof startApp>[2]) {
+async function listen(t: TestLike, config: Parameters<typeof startApp>[2]) {
   const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixesDir, ...config })
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
   return { app, url: (path: string) => `${address}${path}` }
