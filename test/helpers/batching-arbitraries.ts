@@ -1,0 +1,45 @@
+/**
+ * fast-check generators of request mixes for the batching property: prompts of
+ * different lengths, no prefix / one / two composed, random max_new_tokens,
+ * and arrival points spread over the run.
+ */
+import fc from 'fast-check'
+import type { RequestCase, SamplingChoice } from './batching-requests.js'
+
+export interface MixSpace {
+  vocabSize: number
+  prefixKeys: readonly string[]
+  maxPromptTokens?: number
+  maxNewTokens?: number
+  maxRequests?: number
+  /** Also draw seeded sampling requests (otherwise every request is greedy). */
+  sampling?: boolean
+}
+
+const samplingArb: fc.Arbitrary<SamplingChoice> = fc.record({
+  seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+  temperature: fc.constantFrom(0.7, 1, 1.3),
+  topK: fc.constantFrom(0, 5, 40),
+  topP: fc.constantFrom(1, 0.9),
+})
+
+export function requestArb(space: MixSpace): fc.Arbitrary<RequestCase> {
+  const token = fc.integer({ min: 0, max: space.vocabSize - 1 })
+  const prefix = fc.constantFrom(...space.prefixKeys)
+  return fc.record(
+    {
+      promptIds: fc.array(token, { minLength: 1, maxLength: space.maxPromptTokens ?? 20 }),
+      // Two entries compose two prefixes (possibly the same one twice).
+      prefixKeys: fc.array(prefix, { maxLength: 2 }),
+      maxNewTokens: fc.integer({ min: 1, max: space.maxNewTokens ?? 24 }),
+      // Half arrive at once; the rest once that many tokens of the mix came back.
+      arrivalAfter: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 60 })),
+      sampling: space.sampling ? fc.option(samplingArb, { nil: undefined }) : fc.constant(undefined),
+    },
+    { requiredKeys: ['promptIds', 'prefixKeys', 'maxNewTokens', 'arrivalAfter'] },
+  )
+}
+
+export function mixArb(space: MixSpace): fc.Arbitrary<RequestCase[]> {
+  return fc.array(requestArb(space), { minLength: 2, maxLength: space.maxRequests ?? 8 })
+}

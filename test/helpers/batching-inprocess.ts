@@ -1,0 +1,114 @@
+/**
+ * The engine's step loop run in the test's own thread, with the same pieces
+ * the worker wires together (EngineLoop, ForwardRunner, Generation), so a test
+ * can watch every forward pass. It offers EngineClient's submit(), so the same
+ * mixes run on it; arrivals become exact steps, because token events reach the
+ * handlers synchronously inside the step that produced them.
+ *
+ * Nothing here changes engine code: the loop is observed through the Forward
+ * it is given, which records each pass's feed and outputs.
+ */
+import type { RequestHandlers, SubmittedRequest } from '../../src/engine/engine-client.js'
+import { EngineLoop, type Forward } from '../../src/engine/engine-loop.js'
+import type { ForwardFeed } from '../../src/engine/batch/forward-feed.js'
+import { ForwardRunner, type ForwardResult } from '../../src/engine/forward-runner.js'
+import { Generation } from '../../src/engine/generation.js'
+import { loadModel } from '../../src/engine/loaded-model.js'
+import type { ModelSpec } from '../../src/engine/model-spec.js'
+import type { GenerationParams, TokenEvent } from '../../src/engine/protocol.js'
+import { RemoteError } from '../../src/errors.js'
+import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
+import { ENGINE_LIMITS } from './batching-models.js'
+
+export interface PassRecord {
+  feed: ForwardFeed
+  result: ForwardResult
+}
+
+/** One engine step as seen from outside: the passes it ran and the tokens it emitted. */
+export interface StepRecord {
+  passes: PassRecord[]
+  events: TokenEvent[]
+}
+
+export interface RequestInfo {
+  prefixLength: number
+  promptLength: number
+}
+
+export class InProcessEngine {
+  readonly steps: StepRecord[] = []
+  readonly requests = new Map<number, RequestInfo>()
+  private readonly prefixes = new Map<string, PrefixKV>()
+  private readonly handlers = new Map<number, RequestHandlers>()
+  private pendingPasses: PassRecord[] = []
+  private nextId = 1
+
+  private constructor(
+    readonly spec: ModelSpec,
+    private readonly loop: EngineLoop,
+    private readonly newGeneration: (id: number, promptIds: number[], prefixes: PrefixKV[], params: GenerationParams) => Generation,
+  ) {}
+
+  /**
+   * `wrap` sits between the loop and the recorder, so a test of the tests can
+   * make the loop look faulty (changed feeds, needless copies) and see the
+   * checks catch it.
+   */
+  static async load(modelDir: string, limits: Partial<typeof ENGINE_LIMITS> = {}, wrap: (f: Forward) => Forward = (f) => f): Promise<InProcessEngine> {
+    const model = await loadModel(modelDir, { executionProvider: 'cpu', intraOpThreads: 1 })
+    const { spec, tokenizer } = model
+    const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
+    const runner = new ForwardRunner(model.session, model.signature, shape)
+    let engine: InProcessEngine | null = null
+    const recording: Forward = {
+      run: async (feed) => {
+        const result = await runner.run(feed)
+        engine!.pendingPasses.push({ feed, result })
+        return result
+      },
+    }
+    const eos = new Set(spec.eosTokenIds)
+    const loop = new EngineLoop(wrap(recording), shape, spec.vocabSize, { ...ENGINE_LIMITS, ...limits }, {
+      tokens: (events) => engine!.onTokens(events),
+      failed: (id, error) => {
+        const h = engine!.handlers.get(id)
+        engine!.handlers.delete(id)
+        h?.onError(new RemoteError(error))
+      },
+      idle: () => {},
+    })
+    engine = new InProcessEngine(spec, loop, (id, promptIds, prefixes, params) =>
+      new Generation(id, promptIds, prefixes, params, spec.vocabSize, eos, tokenizer),
+    )
+    return engine
+  }
+
+  putPrefix(key: string, prefix: PrefixKV): void {
+    this.prefixes.set(key, prefix)
+  }
+
+  submit(promptIds: number[], prefixKeys: string[], params: GenerationParams, handlers: RequestHandlers): SubmittedRequest {
+    const id = this.nextId++
+    const prefixes = prefixKeys.map((k) => {
+      const p = this.prefixes.get(k)
+      if (!p) throw new Error(`no prefix ${k}`)
+      return p
+    })
+    this.handlers.set(id, handlers)
+    this.requests.set(id, { prefixLength: prefixes.reduce((n, p) => n + p.numVirtualTokens, 0), promptLength: promptIds.length })
+    this.loop.submit(this.newGeneration(id, promptIds, prefixes, params))
+    return { id, cancel: () => this.loop.cancel(id) }
+  }
+
+  private onTokens(events: TokenEvent[]): void {
+    this.steps.push({ passes: this.pendingPasses, events })
+    this.pendingPasses = []
+    for (const e of events) {
+      const h = this.handlers.get(e.id)
+      if (!h) continue
+      if (e.finish) this.handlers.delete(e.id)
+      h.onToken(e)
+    }
+  }
+}
