@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs'
 import type { Config } from './config/schema.js'
 import { errorHandler, notFoundHandler } from './server/error-handler.js'
 import { enginePlugin } from './server/engine-plugin.js'
+import { metricsPlugin } from './server/metrics-plugin.js'
+import { addRequestLog } from './server/request-log.js'
 import { generateRoutes } from './server/routes/generate.js'
 import { generateStreamRoutes } from './server/routes/generate-stream.js'
 import { healthRoutes } from './server/routes/health.js'
@@ -34,8 +36,12 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
     logger: logger ?? {
       level: config.LOG_LEVEL,
       redact: ['req.headers.authorization', 'req.headers["x-api-key"]'],
+      // JSON lines for machines; readable lines only for a person at a terminal.
+      ...(process.stdout.isTTY ? { transport: { target: 'pino-pretty' } } : {}),
     },
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // One line per request, written by request-log.ts, instead of Fastify's two.
+    disableRequestLogging: true,
     ajv: {
       // Strict input: "7" is not 7, null is not 0, and unknown fields are
       // errors, never silently dropped.
@@ -47,6 +53,8 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   app.decorate('prefixdVersion', pkg.version)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
+  addRequestLog(app as unknown as FastifyInstance, config.LOG_PROMPTS)
+  await app.register(metricsPlugin, { prefixLabelLimit: config.PREFIX_LABEL_LIMIT })
   await app.register(enginePlugin, { config, modelDir })
   await app.register(healthRoutes)
   await app.register(generateRoutes)

@@ -23,6 +23,13 @@ export const ConfigSchema = Type.Object({
   CACHE_DIR: Type.String({ default: '.cache/prefixd', description: 'Where the default model is generated (never committed).' }),
   PREFIX_DIR: Type.String({ default: 'prefixes', description: 'Prefix store folder: one sub-folder per prefix id (PEFT adapter or native file).' }),
   MAX_PREFIX_FILE_BYTES: int(64 * 1024 * 1024, 1, 'Largest prefix file accepted, in bytes.'),
+  REDIS_URL: Type.String({
+    default: '',
+    description: 'Redis holding the prefix index, a copy of every blob and change notices (redis://host:6379/0). Empty: an embedded single-node index under PREFIX_DIR/.store.',
+  }),
+  PREFIX_CACHE_BYTES: int(256 * 1024 * 1024, 1, 'Memory budget of materialized prefixes (key/value floats) held by the engine; least recently used ones are dropped beyond it.'),
+  PREFIX_RECHECK_MS: int(500, 50, 'How often each replica re-checks the index for changes it may have missed on the pub/sub channel, in milliseconds.'),
+  STORE_TIMEOUT_MS: int(2000, 50, 'Longest wait for one Redis command before the request fails with 503 store_unavailable, in milliseconds.'),
   EXECUTION_PROVIDER: Type.Enum(['cpu', 'cuda'], {
     default: 'cpu',
     description: 'ONNX Runtime execution provider: cpu, or cuda on a GPU host (needs the CUDA build of onnxruntime-node).',
@@ -37,6 +44,8 @@ export const ConfigSchema = Type.Object({
   MAX_INPUT_CHARS: int(65536, 1, 'Longest prompt accepted, in characters.'),
   MAX_STOP_SEQUENCES: int(8, 0, 'Most stop sequences one request may give.'),
   BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 'Largest JSON request body, in bytes.'),
+  PREFIX_LABEL_LIMIT: int(100, 1, 'Most distinct prefix label values in metrics (the most used); the rest count as __other__.'),
+  LOG_PROMPTS: Type.Boolean({ default: false, description: 'Log prompt text (at debug level only). Off: prompts never reach the logs.' }),
   SHUTDOWN_TIMEOUT_MS: int(30000, 0, 'How long in-flight requests may run after SIGTERM before the process exits anyway.'),
 })
 

@@ -36,7 +36,7 @@ export class EngineClient extends EventEmitter {
   private readonly pending = new Map<number, RequestHandlers>()
   private nextId = 1
   private alive = true
-  stats: EngineStats = { running: 0, waiting: 0, steps: 0, prefixesCached: 0 }
+  stats: EngineStats = { running: 0, waiting: 0, batchSize: 0, steps: 0, prefixesCached: 0 }
 
   private constructor(
     private readonly worker: Worker,
@@ -121,6 +121,7 @@ export class EngineClient extends EventEmitter {
     if (msg.v !== PROTOCOL_VERSION) return
     if (msg.type === 'tokens') {
       this.stats = msg.stats
+      this.emit('stats', msg.stats)
       for (const e of msg.events) {
         const h = this.pending.get(e.id)
         if (!h) continue

@@ -7,6 +7,7 @@
 import { DeadlineExceededError, flattenError, OverloadedError, type FlatError } from '../errors.js'
 import { buildDecode, buildPrefill } from './batch/forward-feed.js'
 import { advance, compact, emptyKvState, type KvShape, type KvState } from './batch/kv-state.js'
+import { epochMs } from '../metrics/clock.js'
 import type { ForwardResult } from './forward-runner.js'
 import type { Generation } from './generation.js'
 import type { EngineStats, TokenEvent } from './protocol.js'
@@ -30,6 +31,7 @@ export class EngineLoop {
   private membershipChanged = false
   private looping = false
   private steps = 0
+  private lastBatchSize = 0
 
   constructor(
     private readonly forward: Forward,
@@ -56,7 +58,13 @@ export class EngineLoop {
   }
 
   stats(): EngineStats {
-    return { running: this.scheduler.runningCount, waiting: this.scheduler.waitingCount, steps: this.steps, prefixesCached: 0 }
+    return {
+      running: this.scheduler.runningCount,
+      waiting: this.scheduler.waitingCount,
+      batchSize: this.scheduler.idle ? 0 : this.lastBatchSize,
+      steps: this.steps,
+      prefixesCached: 0,
+    }
   }
 
   private kick(): void {
@@ -117,6 +125,7 @@ export class EngineLoop {
   private async decode(events: TokenEvent[]): Promise<void> {
     const rows = this.state.rowIds.map((id) => this.scheduler.runningRequest(id)!)
     const feed = buildDecode(this.state, rows.map((g) => g.lastToken))
+    this.lastBatchSize = rows.length
     const out = await this.runGuarded(rows, () => this.forward.run(feed))
     if (!out) return
     this.state = advance(this.state, out.presentKeys, out.presentValues)
@@ -125,11 +134,12 @@ export class EngineLoop {
 
   /** The prefill pass of newly admitted rows; each samples its first token. */
   private async prefill(admitted: Generation[], events: TokenEvent[]): Promise<KvState | null> {
+    const admittedAt = epochMs()
     const { feed, state } = buildPrefill(this.shape, admitted)
     const out = await this.runGuarded(admitted, () => this.forward.run(feed))
     if (!out) return null
     // Prompts are left-padded, so every row's last prompt token is the last column.
-    admitted.forEach((g, r) => events.push(g.step(out.logits, ((r + 1) * feed.seqLen - 1) * this.vocabSize)))
+    admitted.forEach((g, r) => events.push({ ...g.step(out.logits, ((r + 1) * feed.seqLen - 1) * this.vocabSize), admittedAt }))
     return { ...state, keys: out.presentKeys, values: out.presentValues }
   }
 

@@ -56,11 +56,15 @@ export interface TokenEvent {
   token: { id: number; text: string; logprob: number; special: boolean }
   /** Present on the request's last token. */
   finish?: { reason: FinishReason; generatedText: string }
+  /** On the first token: when the request entered the running batch (epoch ms). */
+  admittedAt?: number
 }
 
 export interface EngineStats {
   running: number
   waiting: number
+  /** Rows in the last decode pass. */
+  batchSize: number
   steps: number
   prefixesCached: number
 }

@@ -11,6 +11,7 @@ import { EngineClient } from '../engine/engine-client.js'
 import { TextTokenizer } from '../engine/tokenizer.js'
 import { FolderPrefixCatalog } from '../prefixes/folder-catalog.js'
 import { GenerationService } from './generation-service.js'
+import { reportRequest } from './metrics-plugin.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -48,7 +49,7 @@ export const enginePlugin = fp<EnginePluginOptions>(
     const catalog = new FolderPrefixCatalog(config.PREFIX_DIR, engine.spec, engine, config.MAX_PREFIX_FILE_BYTES)
     app.decorate('engine', engine)
     app.decorate('modelId', config.MODEL_ID || basename(resolve(modelDir)))
-    app.decorate('generation', new GenerationService(config, engine, tokenizer, catalog))
+    app.decorate('generation', new GenerationService(config, engine, tokenizer, catalog, (r) => reportRequest(app, r)))
     app.decorate('draining', false)
     app.decorate('notReadyReason', function notReadyReason(this: typeof app) {
       if (deathReason !== null) return `the engine stopped: ${deathReason}`

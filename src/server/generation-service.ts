@@ -8,7 +8,9 @@ import type { EngineClient } from '../engine/engine-client.js'
 import type { FinishReason, GenerationParams, TokenEvent } from '../engine/protocol.js'
 import { randomSeed } from '../engine/sampling/rng.js'
 import type { TextTokenizer } from '../engine/tokenizer.js'
-import { CancelledError, PromptTooLongError, ValidationError, type RemoteError } from '../errors.js'
+import type { FastifyBaseLogger } from 'fastify'
+import { CancelledError, errorTypeOf, PromptTooLongError, ValidationError, type RemoteError } from '../errors.js'
+import { epochMs } from '../metrics/clock.js'
 import type { ResolvedPrefix } from '../prefixes/folder-catalog.js'
 import type { GenerateBodyT } from './schemas/generate.js'
 
@@ -17,6 +19,8 @@ export interface PrefixResolver {
 }
 
 export interface PreparedRequest {
+  /** When the request arrived (epoch ms), for queue and latency metrics. */
+  arrivedAt: number
   promptIds: number[]
   prefixes: ResolvedPrefix[]
   params: GenerationParams
@@ -24,10 +28,30 @@ export interface PreparedRequest {
   returnFullText: boolean
 }
 
+export interface RequestTimings {
+  arrivedAt: number
+  admittedAt?: number
+  firstTokenAt?: number
+  finishedAt: number
+}
+
 export interface GenerationResult {
   generatedText: string
   finishReason: FinishReason
   tokens: TokenEvent['token'][]
+  timings: RequestTimings
+}
+
+/** What a finished request reports to metrics and logs. */
+export interface RequestReport {
+  log: FastifyBaseLogger
+  prefixIds: string[]
+  promptTokens: number
+  generatedTokens: number
+  /** 'success', 'cancelled', or the error type. */
+  outcome: string
+  finishReason?: FinishReason
+  timings: RequestTimings
 }
 
 type Params = NonNullable<GenerateBodyT['parameters']>
@@ -48,9 +72,11 @@ export class GenerationService {
     private readonly engine: EngineClient,
     private readonly tokenizer: TextTokenizer,
     private readonly prefixes: PrefixResolver,
+    private readonly report: (r: RequestReport) => void = () => {},
   ) {}
 
   async prepare(body: GenerateBodyT): Promise<PreparedRequest> {
+    const arrivedAt = epochMs()
     const p: Params = body.parameters ?? {}
     const { config } = this
     if (body.inputs.length > config.MAX_INPUT_CHARS) {
@@ -75,6 +101,7 @@ export class GenerationService {
     const warpers = (p.temperature != null && p.temperature !== 1) || p.top_k != null || (p.top_p != null && p.top_p < 1)
     const doSample = (p.do_sample ?? false) || warpers
     return {
+      arrivedAt,
       promptIds,
       prefixes,
       details: p.details ?? false,
@@ -96,31 +123,50 @@ export class GenerationService {
   /**
    * Runs a prepared request; `onToken` sees every token as it comes.
    * `signal` aborts it (the client went away): the engine frees its slot at the next step.
+   * Every request, however it ends, is reported once (metrics and the request's log line).
    */
-  run(req: PreparedRequest, signal: AbortSignal, onToken?: (e: TokenEvent) => void): Promise<GenerationResult> {
+  run(req: PreparedRequest, signal: AbortSignal, log: FastifyBaseLogger, onToken?: (e: TokenEvent) => void): Promise<GenerationResult> {
+    const timings: RequestTimings = { arrivedAt: req.arrivedAt, finishedAt: req.arrivedAt }
+    const tokens: TokenEvent['token'][] = []
+    const done = (outcome: string, finishReason?: FinishReason) => {
+      timings.finishedAt = epochMs()
+      this.report({
+        log,
+        prefixIds: req.prefixes.map((p) => p.id),
+        promptTokens: req.promptIds.length,
+        generatedTokens: tokens.length,
+        outcome,
+        finishReason,
+        timings,
+      })
+    }
     return new Promise((resolve, reject) => {
-      const tokens: TokenEvent['token'][] = []
       const submitted = this.engine.submit(
         req.promptIds,
         req.prefixes.map((x) => x.key),
         req.params,
         {
           onToken: (e) => {
+            if (e.admittedAt !== undefined) timings.admittedAt = e.admittedAt
+            timings.firstTokenAt ??= epochMs()
             tokens.push(e.token)
             onToken?.(e)
             if (e.finish) {
               signal.removeEventListener('abort', abort)
-              resolve({ generatedText: e.finish.generatedText, finishReason: e.finish.reason, tokens })
+              done('success', e.finish.reason)
+              resolve({ generatedText: e.finish.generatedText, finishReason: e.finish.reason, tokens, timings })
             }
           },
           onError: (err: RemoteError) => {
             signal.removeEventListener('abort', abort)
+            done(errorTypeOf(err.code))
             reject(err)
           },
         },
       )
       const abort = () => {
         submitted.cancel()
+        done('cancelled')
         reject(new CancelledError('the client went away'))
       }
       signal.addEventListener('abort', abort, { once: true })

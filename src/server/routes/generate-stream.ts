@@ -28,10 +28,10 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const prefixIds = prepared.prefixes.map((p) => p.id)
       reply.hijack()
       const raw = reply.raw
-      startEventStream(raw, { 'x-prefix-id': prefixIds.join(',') })
+      startEventStream(raw, { 'x-prefix-id': prefixIds.join(','), 'x-prompt-tokens': String(prepared.promptIds.length) })
       let index = 0
       try {
-        await service.run(prepared, clientGone(raw), (e) => {
+        await service.run(prepared, clientGone(raw), request.log, (e) => {
           index++
           const last = e.finish
           sendEvent(raw, {

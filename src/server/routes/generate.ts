@@ -5,6 +5,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errorResponses } from '../schemas/common.js'
 import { GenerateBody, GenerateResponse } from '../schemas/generate.js'
+import type { GenerationResult } from '../generation-service.js'
 
 /** An AbortSignal that fires when the client closes the connection before the answer. */
 export function clientGone(raw: import('node:http').ServerResponse): AbortSignal {
@@ -13,6 +14,21 @@ export function clientGone(raw: import('node:http').ServerResponse): AbortSignal
     if (!raw.writableEnded) ctl.abort()
   })
   return ctl.signal
+}
+
+const ms = (a: number | undefined, b: number) => (a === undefined ? '' : (a - b).toFixed(3))
+
+/** TGI's response headers: who served it and how long each part took (ms). */
+function timingHeaders(prefixIds: string[], promptTokens: number, result: GenerationResult): Record<string, string> {
+  const t = result.timings
+  return {
+    'x-prefix-id': prefixIds.join(','),
+    'x-prompt-tokens': String(promptTokens),
+    'x-generated-tokens': String(result.tokens.length),
+    'x-queue-time': ms(t.admittedAt, t.arrivedAt),
+    'x-time-to-first-token': ms(t.firstTokenAt, t.arrivedAt),
+    'x-total-time': ms(t.finishedAt, t.arrivedAt),
+  }
 }
 
 export const generateRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -28,10 +44,9 @@ export const generateRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const service = app.generation
       const prepared = await service.prepare(request.body)
-      const result = await service.run(prepared, clientGone(reply.raw))
+      const result = await service.run(prepared, clientGone(reply.raw), request.log)
       const prefixIds = prepared.prefixes.map((p) => p.id)
-      void reply.header('x-prefix-id', prefixIds.join(','))
-      void reply.header('x-generated-tokens', String(result.tokens.length))
+      void reply.headers(timingHeaders(prefixIds, prepared.promptIds.length, result))
       const generated_text = (prepared.returnFullText ? request.body.inputs : '') + result.generatedText
       if (!prepared.details) return { generated_text }
       return {
