@@ -13,6 +13,8 @@ import { addRequestLog } from './server/request-log.js'
 import { generateRoutes } from './server/routes/generate.js'
 import { generateStreamRoutes } from './server/routes/generate-stream.js'
 import { healthRoutes } from './server/routes/health.js'
+import { prefixRoutes } from './server/routes/prefixes.js'
+import { storePlugin } from './server/store-plugin.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -56,8 +58,10 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   addRequestLog(app as unknown as FastifyInstance, config.LOG_PROMPTS)
   await app.register(metricsPlugin, { prefixLabelLimit: config.PREFIX_LABEL_LIMIT })
   await app.register(enginePlugin, { config, modelDir })
+  await app.register(storePlugin)
   await app.register(healthRoutes)
   await app.register(generateRoutes)
+  await app.register(prefixRoutes)
   await app.register(generateStreamRoutes)
   return app as unknown as FastifyInstance
 }

@@ -22,6 +22,11 @@ export const NotReadyError = createError<'PREFIXD_NOT_READY', 503, Msg>('PREFIXD
 export const CancelledError = createError<'PREFIXD_CANCELLED', 499, Msg>('PREFIXD_CANCELLED', '%s', 499)
 export const ModelLoadError = createError<'PREFIXD_MODEL_LOAD', 500, Msg>('PREFIXD_MODEL_LOAD', '%s', 500)
 export const ConfigError = createError<'PREFIXD_CONFIG', 500, Msg>('PREFIXD_CONFIG', '%s', 500)
+/** POST /prefixes with an id that is taken: replacing is PUT's job. */
+export const PrefixExistsError = createError<'PREFIXD_PREFIX_EXISTS', 409, Msg>('PREFIXD_PREFIX_EXISTS', '%s', 409)
+/** The prefix store (Redis) cannot be reached: uploads and cache misses fail fast instead of hanging. */
+export const StoreUnavailableError = createError<'PREFIXD_STORE_UNAVAILABLE', 503, Msg>('PREFIXD_STORE_UNAVAILABLE', '%s', 503)
+export const UnsupportedMediaTypeError = createError<'PREFIXD_UNSUPPORTED_MEDIA_TYPE', 415, Msg>('PREFIXD_UNSUPPORTED_MEDIA_TYPE', '%s', 415)
 
 /** code → stable error_type in responses. Unknown codes are internal errors. */
 export const errorTypes: Readonly<Record<string, string>> = {
@@ -37,6 +42,9 @@ export const errorTypes: Readonly<Record<string, string>> = {
   PREFIXD_CANCELLED: 'cancelled',
   PREFIXD_MODEL_LOAD: 'internal',
   PREFIXD_CONFIG: 'internal',
+  PREFIXD_PREFIX_EXISTS: 'conflict',
+  PREFIXD_STORE_UNAVAILABLE: 'store_unavailable',
+  PREFIXD_UNSUPPORTED_MEDIA_TYPE: 'validation',
 }
 
 /** The form an error takes when it crosses a thread boundary. */

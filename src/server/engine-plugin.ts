@@ -1,6 +1,6 @@
 /**
  * Starts the engine worker for the app and exposes what the routes need:
- * the engine client, the tokenizer, the prefix catalog and the generation
+ * the engine client, the tokenizer and the generation
  * service. The worker is closed with the app. If it dies, the app turns
  * not-ready and emits 'engine-died' so the process entry can exit non-zero.
  */
@@ -9,8 +9,7 @@ import { basename, resolve } from 'node:path'
 import type { Config } from '../config/schema.js'
 import { EngineClient } from '../engine/engine-client.js'
 import { TextTokenizer } from '../engine/tokenizer.js'
-import { FolderPrefixCatalog } from '../prefixes/folder-catalog.js'
-import { GenerationService } from './generation-service.js'
+import { GenerationService, type PrefixResolver } from './generation-service.js'
 import { reportRequest } from './metrics-plugin.js'
 
 declare module 'fastify' {
@@ -46,10 +45,11 @@ export const enginePlugin = fp<EnginePluginOptions>(
       app.log.fatal({ reason }, 'engine worker died')
     })
     const tokenizer = await TextTokenizer.load(modelDir, engine.spec.bosTokenId)
-    const catalog = new FolderPrefixCatalog(config.PREFIX_DIR, engine.spec, engine, config.MAX_PREFIX_FILE_BYTES)
+    // Prefix ids resolve through the prefix store (store-plugin.ts), opened once the engine is up.
+    const prefixes: PrefixResolver = { resolve: (id) => app.prefixStore.resolve(id) }
     app.decorate('engine', engine)
     app.decorate('modelId', config.MODEL_ID || basename(resolve(modelDir)))
-    app.decorate('generation', new GenerationService(config, engine, tokenizer, catalog, (r) => reportRequest(app, r)))
+    app.decorate('generation', new GenerationService(config, engine, tokenizer, prefixes, (r) => reportRequest(app, r)))
     app.decorate('draining', false)
     app.decorate('notReadyReason', function notReadyReason(this: typeof app) {
       if (deathReason !== null) return `the engine stopped: ${deathReason}`

@@ -1,0 +1,67 @@
+/**
+ * What the index holds about one prefix id: the version it points to (a
+ * content-addressed blob, by sha256), its shape, and who owns it. The same
+ * JSON travels through Redis, the embedded index files and the HTTP API.
+ */
+export interface PrefixRecord {
+  id: string
+  /** 1 for the first upload, one more for each replacement of the id. */
+  version: number
+  /** sha256 (hex) of the stored native blob: the version's identity. */
+  sha256: string
+  num_virtual_tokens: number
+  num_layers: number
+  num_kv_heads: number
+  head_dim: number
+  /** The dtype the uploaded values came in; the stored blob is always F32. */
+  dtype: string
+  /** Size of the stored blob. */
+  bytes: number
+  /** The uploaded format; both are stored as the native file. */
+  format: 'peft' | 'native'
+  description: string
+  /** Kept for the tenants issue: every prefix has an owner and a visibility. */
+  owner: string
+  visibility: 'public'
+  /** 'folder': registered from PREFIX_DIR at start-up; 'upload': through the API (an upload wins over a folder). */
+  source: 'upload' | 'folder'
+  created_at: string
+  updated_at: string
+}
+
+export const DEFAULT_OWNER = 'anonymous'
+
+/** create: the id must be new; upsert: create or replace; seed: a folder import (see PrefixIndex.commit). */
+export type CommitMode = 'create' | 'upsert' | 'seed'
+
+export type CommitOutcome =
+  | { status: 'written'; record: PrefixRecord; previous: PrefixRecord | null }
+  | { status: 'exists'; record: PrefixRecord }
+  /** seed only: the folder was imported before with this exact content, or an upload owns the id. */
+  | { status: 'unchanged' }
+
+/** The index of prefixes and their blobs; the embedded and the Redis implementations pass one contract suite. */
+export interface PrefixIndex {
+  readonly kind: 'embedded' | 'redis'
+  get(id: string): Promise<PrefixRecord | null>
+  /** Records for these ids, null where absent, in the same order. */
+  getMany(ids: string[]): Promise<Array<PrefixRecord | null>>
+  /** Up to `limit` records with ids after `after` (exclusive), ordered by id. */
+  list(after: string | null, limit: number): Promise<PrefixRecord[]>
+  count(): Promise<number>
+  /**
+   * Makes `blob` durable, then points the record's id at it in one atomic step.
+   * `record.version` and `created_at` are assigned here (replacing keeps created_at).
+   * `seedSha` (seed mode) identifies the folder content that was imported.
+   */
+  commit(record: PrefixRecord, blob: Buffer, mode: CommitMode, seedSha?: string): Promise<CommitOutcome>
+  /** Removes the id; returns the removed record, or null if there was none. */
+  remove(id: string): Promise<PrefixRecord | null>
+  /** The blob's bytes, verified against its sha256, or null when no copy exists. */
+  readBlob(sha256: string): Promise<Buffer | null>
+  /** A counter that changes whenever any record changes (for the safety re-check). */
+  epoch(): Promise<number>
+  /** `changed(id)` on every change, from this replica or another; `resync()` when notices may have been missed. */
+  watch(listener: { changed(id: string): void; resync(): void }): void
+  close(): Promise<void>
+}

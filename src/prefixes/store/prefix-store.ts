@@ -1,0 +1,214 @@
+/**
+ * The prefix store as the server uses it: uploads, replacements and deletes
+ * through the index, and `resolve(id)` for generation.
+ *
+ * Versions are immutable (one sha256 each) and the engine key of a version is
+ * its sha256, so a request runs to the end on the version it resolved, while
+ * the next request sees whatever the id points at now. This replica forgets
+ * an id's version as soon as its own write returns, other replicas when the
+ * pub/sub notice arrives, and a periodic re-check of the index's change
+ * counter catches any notice lost to a disconnect.
+ *
+ * Materializing a prefix (read the blob, parse, validate) happens here on the
+ * main thread, asynchronously; the worker only ever receives finished floats.
+ */
+import type { ModelSpec } from '../../engine/model-spec.js'
+import { PrefixExistsError, PrefixNotFoundError } from '../../errors.js'
+import type { ResolvedPrefix } from '../folder-catalog.js'
+import { readNativePrefix } from '../native-format.js'
+import { isValidPrefixId } from '../prefix-folder.js'
+import { assertPrefixFitsModel } from '../shape-check.js'
+import { EnginePrefixCache, type PrefixSink } from './engine-prefix-cache.js'
+import { newRecord, seedFromFolder, type SeedLogger } from './folder-seed.js'
+import type { PrefixIndex, PrefixRecord } from './prefix-record.js'
+import { parseUpload, toStoredBlob, type UploadedFile } from './upload-conversion.js'
+
+export interface PrefixStoreOptions {
+  index: PrefixIndex
+  spec: ModelSpec
+  sink: PrefixSink
+  /** The folder whose sub-folders are registered at start-up. */
+  prefixDir: string
+  cacheBytes: number
+  maxFileBytes: number
+  recheckMs: number
+  log: SeedLogger & { debug(obj: object, msg: string): void }
+}
+
+export interface Upload {
+  files: UploadedFile[]
+  description?: string
+}
+
+/** Ids whose current version this replica remembers; beyond this many the oldest are re-read from the index. */
+const MAX_REMEMBERED_IDS = 100_000
+
+export class PrefixStore {
+  private readonly current = new Map<string, PrefixRecord>()
+  private readonly loading = new Map<string, Promise<void>>()
+  private readonly cache: EnginePrefixCache
+  private skipped = new Map<string, Error>()
+  /** Bumped by every invalidation: a read that raced one is not remembered. */
+  private generation = 0
+  private lastEpoch = -1
+  private timer: NodeJS.Timeout | undefined
+
+  private constructor(private readonly opts: PrefixStoreOptions) {
+    this.cache = new EnginePrefixCache(opts.sink, opts.cacheBytes)
+  }
+
+  static async open(opts: PrefixStoreOptions): Promise<PrefixStore> {
+    const store = new PrefixStore(opts)
+    const seeded = await seedFromFolder(opts.prefixDir, opts)
+    store.skipped = seeded.skipped
+    opts.index.watch({
+      changed: (id) => store.invalidate(id),
+      resync: () => {
+        store.lastEpoch = -1
+        void store.recheck()
+      },
+    })
+    store.lastEpoch = await opts.index.epoch()
+    store.timer = setInterval(() => void store.recheck(), opts.recheckMs)
+    store.timer.unref()
+    return store
+  }
+
+  get kind(): PrefixIndex['kind'] {
+    return this.opts.index.kind
+  }
+
+  /** Bytes and count of materialized prefixes held for the engine, and the budget. */
+  cacheStats(): { bytes: number; prefixes: number; budget: number } {
+    return { bytes: this.cache.bytes, prefixes: this.cache.size, budget: this.cache.budgetBytes }
+  }
+
+  /** POST: a new id. */
+  create(id: string, upload: Upload): Promise<PrefixRecord> {
+    return this.write(id, upload, 'create').then((r) => r.record)
+  }
+
+  /** PUT: a new version of the id (or its first). */
+  replace(id: string, upload: Upload): Promise<{ record: PrefixRecord; created: boolean }> {
+    return this.write(id, upload, 'upsert')
+  }
+
+  private async write(id: string, upload: Upload, mode: 'create' | 'upsert'): Promise<{ record: PrefixRecord; created: boolean }> {
+    if (!isValidPrefixId(id)) throw new PrefixNotFoundError(id)
+    // Everything is validated before the index or the disk sees a byte.
+    const loaded = parseUpload(upload.files, this.opts.maxFileBytes)
+    const stored = toStoredBlob(loaded, this.opts.spec, id)
+    const record = newRecord(id, stored, { description: upload.description ?? '', source: 'upload' })
+    const outcome = await this.opts.index.commit(record, stored.blob, mode)
+    if (outcome.status === 'exists') {
+      throw new PrefixExistsError(`prefix '${id}' exists (version ${outcome.record.version}); replace it with PUT /prefixes/${id}`)
+    }
+    if (outcome.status !== 'written') throw new Error(`unexpected commit outcome ${outcome.status}`)
+    this.skipped.delete(id)
+    this.invalidate(id)
+    // The uploading replica has the floats already: hand them to the engine now.
+    this.remember(outcome.record)
+    this.cache.admit(outcome.record.sha256, loaded.prefix)
+    return { record: outcome.record, created: outcome.previous === null }
+  }
+
+  async remove(id: string): Promise<void> {
+    const removed = isValidPrefixId(id) ? await this.opts.index.remove(id) : null
+    if (removed === null) throw new PrefixNotFoundError(id)
+    this.invalidate(id)
+  }
+
+  async get(id: string): Promise<PrefixRecord> {
+    const record = isValidPrefixId(id) ? await this.opts.index.get(id) : null
+    if (record === null) throw new PrefixNotFoundError(id)
+    return record
+  }
+
+  /** A page of records ordered by id, and the cursor of the next page (null on the last). */
+  async list(cursor: string | null, limit: number): Promise<{ records: PrefixRecord[]; nextCursor: string | null }> {
+    const records = await this.opts.index.list(cursor, limit + 1)
+    if (records.length <= limit) return { records, nextCursor: null }
+    return { records: records.slice(0, limit), nextCursor: records[limit - 1].id }
+  }
+
+  /** The stored native file of the id's current version. */
+  async download(id: string): Promise<{ record: PrefixRecord; blob: Buffer }> {
+    const record = await this.get(id)
+    const blob = await this.opts.index.readBlob(record.sha256)
+    if (blob === null) throw new PrefixNotFoundError(id)
+    return { record, blob }
+  }
+
+  /** The engine key of the id's current version, materializing it in the engine when needed. */
+  async resolve(id: string): Promise<ResolvedPrefix> {
+    if (!isValidPrefixId(id)) throw new PrefixNotFoundError(id)
+    let record = this.current.get(id)
+    if (record === undefined) {
+      const generation = this.generation
+      const found = await this.opts.index.get(id)
+      if (found === null) throw this.skipped.get(id) ?? new PrefixNotFoundError(id)
+      record = found
+      if (generation === this.generation) this.remember(found)
+    }
+    await this.materialize(record)
+    return { id, key: record.sha256, numVirtualTokens: record.num_virtual_tokens }
+  }
+
+  private remember(record: PrefixRecord): void {
+    this.current.delete(record.id)
+    this.current.set(record.id, record)
+    if (this.current.size > MAX_REMEMBERED_IDS) this.current.delete(this.current.keys().next().value!)
+  }
+
+  private async materialize(record: PrefixRecord): Promise<void> {
+    if (this.cache.touch(record.sha256)) return
+    let pending = this.loading.get(record.sha256)
+    if (pending === undefined) {
+      pending = this.load(record).finally(() => this.loading.delete(record.sha256))
+      this.loading.set(record.sha256, pending)
+    }
+    await pending
+  }
+
+  private async load(record: PrefixRecord): Promise<void> {
+    const blob = await this.opts.index.readBlob(record.sha256)
+    // The version was replaced or deleted between reading the record and its blob.
+    if (blob === null) throw new PrefixNotFoundError(record.id)
+    const { prefix } = readNativePrefix(blob)
+    assertPrefixFitsModel(prefix, this.opts.spec, record.id)
+    this.cache.admit(record.sha256, prefix)
+  }
+
+  /** Forgets the id's version; its floats go too unless another id shares them. */
+  private invalidate(id: string): void {
+    const old = this.current.get(id)
+    this.generation++
+    if (old === undefined) return
+    this.current.delete(id)
+    for (const r of this.current.values()) if (r.sha256 === old.sha256) return
+    this.cache.delete(old.sha256)
+  }
+
+  /** The safety net under pub/sub: when the index's change counter moved, re-read every remembered id. */
+  async recheck(): Promise<void> {
+    try {
+      const epoch = await this.opts.index.epoch()
+      if (epoch === this.lastEpoch) return
+      const ids = [...this.current.keys()]
+      const records = await this.opts.index.getMany(ids)
+      ids.forEach((id, i) => {
+        const known = this.current.get(id)
+        if (known !== undefined && records[i]?.sha256 !== known.sha256) this.invalidate(id)
+      })
+      this.lastEpoch = epoch
+    } catch (err) {
+      this.opts.log.debug({ err }, 'prefix index re-check failed; will retry')
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer)
+    this.cache.close()
+    await this.opts.index.close()
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * The prefix store as an app decorator: opened once the engine is up (it
+ * needs the model's shape and the worker to send prefixes to), closed with the
+ * app. The generation service resolves prefix ids through it.
+ */
+import fp from 'fastify-plugin'
+import { openPrefixStore } from '../prefixes/store/open-store.js'
+import type { PrefixStore } from '../prefixes/store/prefix-store.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    prefixStore: PrefixStore
+  }
+}
+
+export const storePlugin = fp(
+  async (app) => {
+    const log = app.log.child({ component: 'prefix-store' })
+    const store = await openPrefixStore(app.config, app.engine.spec, app.engine, log)
+    app.decorate('prefixStore', store)
+    app.log.info({ index: store.kind }, 'prefix store open')
+    app.addHook('onClose', async () => store.close())
+  },
+  { name: 'prefixd-store', dependencies: ['prefixd-engine'] },
+)
