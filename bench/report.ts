@@ -1,0 +1,81 @@
+/** The markdown report: throughputs, per-round ratios (median, min, max), where the time goes. */
+import type { Throughput } from './engine-batch.js'
+import type { StepProfile } from './engine-profile.js'
+import type { MachineInfo } from './machine.js'
+import { fmt, spread } from './stats.js'
+import { WORKLOAD } from './workload.js'
+
+export interface Measured {
+  variants: string[]
+  rounds: Array<Record<string, Throughput>>
+}
+
+export interface RatioSpec {
+  name: string
+  num: string
+  den: string
+  target?: number
+}
+
+export const RATIOS: RatioSpec[] = [
+  { name: 'mixed / shared prefix, 8 streams (engine)', num: 'engine mixed 8', den: 'engine shared 8', target: 0.95 },
+  { name: 'mixed / shared prefix, 16 streams (engine)', num: 'engine mixed 16', den: 'engine shared 16', target: 0.95 },
+  { name: 'HTTP 16 concurrent / 16 sequential', num: 'http concurrent 16', den: 'http sequential 16' },
+  { name: 'HTTP 16 concurrent / bare ORT loop', num: 'http concurrent 16', den: 'bare loop 16', target: 0.9 },
+  { name: 'engine 16 mixed / bare ORT loop', num: 'engine mixed 16', den: 'bare loop 16', target: 0.9 },
+]
+
+const rate = (t: Throughput) => t.tokens / t.seconds
+
+export interface ReportInput {
+  measured: Measured
+  machine: MachineInfo
+  profile: StepProfile
+  bareRuns: Array<{ runSeconds: number; seconds: number }>
+  ratios: RatioSpec[]
+  rounds: number
+}
+
+export function report({ measured, machine, profile, bareRuns, ratios, rounds }: ReportInput): string {
+  const lines: string[] = []
+  const w = WORKLOAD
+  lines.push(`Workload: llama 15m (generated, seed 0), ${w.streams} requests × ${w.promptTokens} prompt tokens → ${w.newTokens} new tokens, ` +
+    `each its own ${w.prefixTokens}-token prefix, greedy, ${w.threads} intra-op threads; ${rounds} measured rounds after one warm-up round.`)
+  lines.push('')
+  lines.push(`Machine: ${machine.nproc} cores, ${machine.cpuModel}; load average at the end ${machine.loadAverage}; node ${machine.node}, onnxruntime ${machine.onnxruntime}.`)
+  lines.push('')
+  lines.push('| variant | generated tokens (per run) | tokens/s median | min | max |')
+  lines.push('|---|---|---|---|---|')
+  for (const v of measured.variants) {
+    const s = spread(measured.rounds.map((r) => rate(r[v])))
+    lines.push(`| ${v} | ${measured.rounds[0][v].tokens} | ${fmt(s.median)} | ${fmt(s.min)} | ${fmt(s.max)} |`)
+  }
+  lines.push('')
+  lines.push('| ratio (within each round, then median over rounds) | median | min | max | target |')
+  lines.push('|---|---|---|---|---|')
+  for (const r of ratios) {
+    const s = spread(measured.rounds.map((round) => rate(round[r.num]) / rate(round[r.den])))
+    const target = r.target === undefined ? '' : `≥ ${r.target} ${s.median >= r.target ? 'met' : '**missed**'}`
+    lines.push(`| ${r.name} | ${fmt(s.median, 3)} | ${fmt(s.min, 3)} | ${fmt(s.max, 3)} | ${target} |`)
+  }
+  lines.push('')
+  const bareShare = bareRuns.map((b) => b.runSeconds / b.seconds)
+  const bareSteps = w.newTokens - 1
+  const bareDecode = spread(bareRuns.map((b) => (b.seconds * 1000) / (bareSteps + 1)))
+  lines.push('Where the time goes (one engine run of the 16-stream workload on the main thread, same code as the worker):')
+  lines.push('')
+  lines.push('| | ms |')
+  lines.push('|---|---|')
+  lines.push(`| engine prefill step (16 rows × 32 positions) | ${fmt(profile.prefillMs, 1)} |`)
+  lines.push(`| engine decode step: in ForwardRunner.run (session.run + tensor wrapping) | ${fmt(profile.decodeRunMs, 2)} |`)
+  lines.push(`| engine decode step: everything else (feed, re-pack, sampling + logprob, detokenize, yield) | ${fmt(profile.decodeRestMs, 2)} |`)
+  lines.push(`| … of which Generation.step for the 16 rows (greedy pick, logprob, detokenize, stop check) | ${fmt(profile.decodeSelectMs, 2)} |`)
+  lines.push(`| bare loop, mean per pass (prefill included) | ${fmt(bareDecode.median, 2)} |`)
+  lines.push(`| bare loop, share of time in session.run | ${fmt(spread(bareShare).median * 100, 1)} % |`)
+  lines.push(`| sampler select(), per row, greedy with logprob (log-sum-exp over the vocabulary) | ${fmt(profile.selectWithLogprobUs / 1000, 3)} |`)
+  lines.push(`| sampler select(), per row, greedy without logprob | ${fmt(profile.selectWithoutLogprobUs / 1000, 3)} |`)
+  lines.push('')
+  lines.push(`In-process engine throughput for that run: ${fmt(profile.tokens / profile.seconds)} tokens/s over ${profile.steps} steps.`)
+  lines.push('')
+  return lines.join('\n')
+}
