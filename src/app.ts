@@ -2,7 +2,7 @@
  * buildApp(config): the Fastify application with its plugins and routes, in
  * order. It never listens: the process entry (index.ts) and the tests do that.
  */
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { readFileSync } from 'node:fs'
 import type { Config } from './config/schema.js'
@@ -10,6 +10,7 @@ import { errorHandler, notFoundHandler } from './server/error-handler.js'
 import { enginePlugin } from './server/engine-plugin.js'
 import { metricsPlugin } from './server/metrics-plugin.js'
 import { addRequestLog } from './server/request-log.js'
+import { refuseNewWorkWhileDraining } from './server/drain.js'
 import { generateRoutes } from './server/routes/generate.js'
 import { generateStreamRoutes } from './server/routes/generate-stream.js'
 import { healthRoutes } from './server/routes/health.js'
@@ -43,7 +44,11 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
     },
     bodyLimit: config.BODY_LIMIT_BYTES,
     // One line per request, written by request-log.ts, instead of Fastify's two.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Loading and warming up a large model can take minutes: never time it out.
+    pluginTimeout: 0,
+    // On close, idle keep-alive sockets are closed instead of waited out.
+    forceCloseConnections: 'idle',
     ajv: {
       // Strict input: "7" is not 7, null is not 0, and unknown fields are
       // errors, never silently dropped.
@@ -56,6 +61,7 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
   addRequestLog(app as unknown as FastifyInstance, config.LOG_PROMPTS)
+  refuseNewWorkWhileDraining(app as unknown as FastifyInstance)
   await app.register(metricsPlugin, { prefixLabelLimit: config.PREFIX_LABEL_LIMIT })
   await app.register(enginePlugin, { config, modelDir })
   await app.register(storePlugin)

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { loadConfig } from './config/load-config.js'
 import { resolveModelDir } from './models/default-model.js'
+import { drainOnSignal } from './server/drain.js'
 
 export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<FastifyInstance> {
   const config = loadConfig(env)
@@ -17,22 +18,11 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<Fasti
     process.exitCode = 1
     void app.close().finally(() => process.exit(1))
   })
-  let stopping = false
-  const stop = (signal: string) => {
-    if (stopping) {
-      app.log.warn({ signal }, 'second signal: exiting now')
-      process.exit(1)
-    }
-    stopping = true
-    app.draining = true
-    app.log.info({ signal }, 'shutting down')
-    const timer = setTimeout(() => {
-      app.log.error('shutdown timed out')
-      process.exit(1)
-    }, config.SHUTDOWN_TIMEOUT_MS)
-    timer.unref()
-    void app.close().then(() => process.exit(0))
-  }
+  const stop = drainOnSignal(app, {
+    timeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    log: (msg) => app.log.info(msg),
+    exit: (code) => process.exit(code),
+  })
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   await app.listen({ host: config.HOST, port: config.PORT })

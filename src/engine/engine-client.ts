@@ -106,11 +106,20 @@ export class EngineClient extends EventEmitter {
     this.post({ v: PROTOCOL_VERSION, type: 'dropPrefix', key })
   }
 
+  /**
+   * Stops the worker at its next step boundary (terminating it inside ONNX
+   * Runtime aborts the whole process); requests still pending get an error.
+   */
   async close(): Promise<void> {
     if (!this.alive) return
     this.alive = false
     this.worker.removeAllListeners('exit') // a deliberate stop is no death
-    await this.worker.terminate()
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()))
+    this.worker.postMessage({ v: PROTOCOL_VERSION, type: 'shutdown' } satisfies ToWorker)
+    await exited
+    const err = new RemoteError(flat(new NotReadyError('the engine stopped')))
+    for (const h of this.pending.values()) h.onError(err)
+    this.pending.clear()
   }
 
   private post(msg: ToWorker): void {

@@ -29,7 +29,8 @@ export class EngineLoop {
   private state: KvState
   /** Rows that left since the last pass: the batch must be re-packed. */
   private membershipChanged = false
-  private looping = false
+  private looping: Promise<void> | null = null
+  private stopping = false
   private steps = 0
   private lastBatchSize = 0
 
@@ -67,21 +68,29 @@ export class EngineLoop {
     }
   }
 
+  /**
+   * Stops at the next step boundary: never inside a forward pass, since
+   * tearing the thread down while ONNX Runtime runs aborts the process.
+   */
+  stop(): Promise<void> {
+    this.stopping = true
+    return this.looping ?? Promise.resolve()
+  }
+
   private kick(): void {
-    if (this.looping) return
-    this.looping = true
-    setImmediate(() => void this.loop())
+    if (this.looping || this.stopping) return
+    this.looping = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.loop())
   }
 
   private async loop(): Promise<void> {
     try {
-      while (!this.scheduler.idle) {
+      while (!this.scheduler.idle && !this.stopping) {
         await this.step()
         // Let cancellations and new requests arrive between forward passes.
         await new Promise<void>((resolve) => setImmediate(resolve))
       }
     } finally {
-      this.looping = false
+      this.looping = null
       this.sink.idle(this.stats())
     }
   }

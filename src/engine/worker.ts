@@ -69,7 +69,8 @@ async function main(): Promise<void> {
         prefixes.delete(msg.key)
         return
       case 'shutdown':
-        port.close()
+        // Finish the forward pass in progress, then end the thread cleanly.
+        void loop.stop().then(() => process.exit(0))
         return
     }
   })

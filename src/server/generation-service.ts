@@ -67,6 +67,8 @@ function prefixIds(p: Params): string[] {
 }
 
 export class GenerationService {
+  private running = 0
+
   constructor(
     private readonly config: Config,
     private readonly engine: EngineClient,
@@ -74,6 +76,11 @@ export class GenerationService {
     private readonly prefixes: PrefixResolver,
     private readonly report: (r: RequestReport) => void = () => {},
   ) {}
+
+  /** Generations submitted and not yet finished, failed or cancelled. */
+  get inFlight(): number {
+    return this.running
+  }
 
   async prepare(body: GenerateBodyT): Promise<PreparedRequest> {
     const arrivedAt = epochMs()
@@ -128,7 +135,9 @@ export class GenerationService {
   run(req: PreparedRequest, signal: AbortSignal, log: FastifyBaseLogger, onToken?: (e: TokenEvent) => void): Promise<GenerationResult> {
     const timings: RequestTimings = { arrivedAt: req.arrivedAt, finishedAt: req.arrivedAt }
     const tokens: TokenEvent['token'][] = []
+    this.running++
     const done = (outcome: string, finishReason?: FinishReason) => {
+      this.running--
       timings.finishedAt = epochMs()
       this.report({
         log,
