@@ -10,6 +10,8 @@ import { errorHandler, notFoundHandler } from './server/error-handler.js'
 import { enginePlugin } from './server/engine-plugin.js'
 import { metricsPlugin } from './server/metrics-plugin.js'
 import { addRequestLog } from './server/request-log.js'
+import { authPlugin } from './server/auth-plugin.js'
+import { rateLimitPlugin } from './server/rate-limit-plugin.js'
 import { refuseNewWorkWhileDraining } from './server/drain.js'
 import { generateRoutes } from './server/routes/generate.js'
 import { generateStreamRoutes } from './server/routes/generate-stream.js'
@@ -63,6 +65,8 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   addRequestLog(app as unknown as FastifyInstance, config.LOG_PROMPTS)
   refuseNewWorkWhileDraining(app as unknown as FastifyInstance)
   await app.register(metricsPlugin, { prefixLabelLimit: config.PREFIX_LABEL_LIMIT })
+  await app.register(authPlugin, { apiKeys: config.API_KEYS, apiKeysFile: config.API_KEYS_FILE })
+  await app.register(rateLimitPlugin, { perMinute: config.RATE_LIMIT_PER_MINUTE, redisUrl: config.REDIS_URL })
   await app.register(enginePlugin, { config, modelDir })
   await app.register(storePlugin)
   await app.register(healthRoutes)

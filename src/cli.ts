@@ -11,6 +11,7 @@ Commands:
   serve                 run the server (configured by environment variables; see README)
   model generate ...    write a deterministic random-weight model (prefixd model generate --help)
   config                print every environment variable with its default, as a Markdown table
+  keys new --tenant T   make an API key (prints the key once, and its hash to configure)
 `
 
 async function main(argv: string[]): Promise<number> {
@@ -34,6 +35,10 @@ async function main(argv: string[]): Promise<number> {
     case 'config':
       process.stdout.write(`${configMarkdown()}\n`)
       return 0
+    case 'keys': {
+      const { runKeys } = await import('./auth/keys-command.js')
+      return runKeys(rest)
+    }
     case undefined:
     case '--help':
     case '-h':

@@ -20,6 +20,10 @@ export const OverloadedError = createError<'PREFIXD_OVERLOADED', 429, Msg>('PREF
 export const DeadlineExceededError = createError<'PREFIXD_DEADLINE_EXCEEDED', 504, Msg>('PREFIXD_DEADLINE_EXCEEDED', '%s', 504)
 export const NotReadyError = createError<'PREFIXD_NOT_READY', 503, Msg>('PREFIXD_NOT_READY', '%s', 503)
 export const CancelledError = createError<'PREFIXD_CANCELLED', 499, Msg>('PREFIXD_CANCELLED', '%s', 499)
+export const UnauthorizedError = createError<'PREFIXD_UNAUTHORIZED', 401, Msg>('PREFIXD_UNAUTHORIZED', '%s', 401)
+export const ForbiddenError = createError<'PREFIXD_FORBIDDEN', 403, Msg>('PREFIXD_FORBIDDEN', '%s', 403)
+export const QuotaExceededError = createError<'PREFIXD_QUOTA_EXCEEDED', 413, Msg>('PREFIXD_QUOTA_EXCEEDED', '%s', 413)
+export const RateLimitedError = createError<'PREFIXD_RATE_LIMITED', 429, Msg>('PREFIXD_RATE_LIMITED', '%s', 429)
 export const ModelLoadError = createError<'PREFIXD_MODEL_LOAD', 500, Msg>('PREFIXD_MODEL_LOAD', '%s', 500)
 export const ConfigError = createError<'PREFIXD_CONFIG', 500, Msg>('PREFIXD_CONFIG', '%s', 500)
 /** POST /prefixes with an id that is taken: replacing is PUT's job. */
@@ -40,6 +44,10 @@ export const errorTypes: Readonly<Record<string, string>> = {
   PREFIXD_DEADLINE_EXCEEDED: 'deadline_exceeded',
   PREFIXD_NOT_READY: 'unavailable',
   PREFIXD_CANCELLED: 'cancelled',
+  PREFIXD_UNAUTHORIZED: 'unauthorized',
+  PREFIXD_FORBIDDEN: 'forbidden',
+  PREFIXD_QUOTA_EXCEEDED: 'quota_exceeded',
+  PREFIXD_RATE_LIMITED: 'rate_limited',
   PREFIXD_MODEL_LOAD: 'internal',
   PREFIXD_CONFIG: 'internal',
   PREFIXD_PREFIX_EXISTS: 'conflict',

@@ -15,6 +15,7 @@ export interface TokenText {
 }
 
 export class Generation {
+  readonly tenant: string
   readonly prefillTokens: number
   readonly maxTotalTokens: number
   /** Prompt and generated ids: the context the repetition penalty looks at. */
@@ -36,6 +37,7 @@ export class Generation {
     private readonly eosIds: ReadonlySet<number>,
     private readonly tokens: TokenText,
   ) {
+    this.tenant = params.tenant ?? ''
     const prefixLen = prefixes.reduce((n, p) => n + p.numVirtualTokens, 0)
     this.prefillTokens = prefixLen + promptIds.length
     this.maxTotalTokens = this.prefillTokens + params.maxNewTokens

@@ -17,6 +17,7 @@ export interface EngineOptions {
   maxBatchTokens: number
   maxPrefillTokens: number
   maxWaiting: number
+  maxWaitingPerTenant?: number
 }
 
 export interface GenerationParams {
@@ -30,6 +31,8 @@ export interface GenerationParams {
   stop: string[]
   /** Wall-clock time (ms since epoch) after which the request ends with an error. */
   deadline: number
+  /** Whose request this is, for the scheduler's fair share (default: one shared tenant). */
+  tenant?: string
 }
 
 export interface SubmitMessage {

@@ -11,12 +11,17 @@ import type { TextTokenizer } from '../engine/tokenizer.js'
 import type { FastifyBaseLogger } from 'fastify'
 import { CancelledError, errorTypeOf, PromptTooLongError, ValidationError, type RemoteError } from '../errors.js'
 import { epochMs } from '../metrics/clock.js'
+import type { Principal } from '../auth/api-keys.js'
 import type { ResolvedPrefix } from '../prefixes/folder-catalog.js'
 import type { GenerateBodyT } from './schemas/generate.js'
 
 export interface PrefixResolver {
-  resolve(id: string): Promise<ResolvedPrefix>
+  /** The prefix as this caller may use it; another tenant's private prefix is "not found". */
+  resolve(id: string, principal: Principal): Promise<ResolvedPrefix>
 }
+
+/** Who calls when no authentication is configured: everyone, with every right. */
+export const OPEN_PRINCIPAL: Principal = { tenant: 'anonymous', role: 'admin' }
 
 export interface PreparedRequest {
   /** When the request arrived (epoch ms), for queue and latency metrics. */
@@ -82,7 +87,7 @@ export class GenerationService {
     return this.running
   }
 
-  async prepare(body: GenerateBodyT): Promise<PreparedRequest> {
+  async prepare(body: GenerateBodyT, principal: Principal = OPEN_PRINCIPAL): Promise<PreparedRequest> {
     const arrivedAt = epochMs()
     const p: Params = body.parameters ?? {}
     const { config } = this
@@ -93,7 +98,7 @@ export class GenerationService {
     if (stop.length > config.MAX_STOP_SEQUENCES) {
       throw new ValidationError(`parameters.stop has ${stop.length} sequences; the limit is ${config.MAX_STOP_SEQUENCES}`)
     }
-    const prefixes = await Promise.all(prefixIds(p).map((id) => this.prefixes.resolve(id)))
+    const prefixes = await Promise.all(prefixIds(p).map((id) => this.prefixes.resolve(id, principal)))
     const promptIds = this.tokenizer.encode(body.inputs)
     const maxNewTokens = p.max_new_tokens ?? config.DEFAULT_MAX_NEW_TOKENS
     const prefixLen = prefixes.reduce((n, x) => n + x.numVirtualTokens, 0)
@@ -123,6 +128,7 @@ export class GenerationService {
         maxNewTokens,
         stop,
         deadline: Date.now() + config.REQUEST_TIMEOUT_MS,
+        tenant: principal.tenant,
       },
     }
   }

@@ -24,7 +24,7 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const service = app.generation
-      const prepared = await service.prepare(request.body)
+      const prepared = await service.prepare(request.body, request.principal)
       const prefixIds = prepared.prefixes.map((p) => p.id)
       reply.hijack()
       const raw = reply.raw

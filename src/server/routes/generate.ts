@@ -43,7 +43,7 @@ export const generateRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const service = app.generation
-      const prepared = await service.prepare(request.body)
+      const prepared = await service.prepare(request.body, request.principal)
       const result = await service.run(prepared, clientGone(reply.raw), request.log)
       const prefixIds = prepared.prefixes.map((p) => p.id)
       void reply.headers(timingHeaders(prefixIds, prepared.promptIds.length, result))
