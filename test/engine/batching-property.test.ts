@@ -15,6 +15,7 @@ import { TextTokenizer } from '../../src/engine/tokenizer.js'
 import { mixArb } from '../helpers/batching-arbitraries.js'
 import { logprobDifferences, outcomeDifferences } from '../helpers/batching-compare.js'
 import { expectEos, expectStopped, expectTruncated, expectationDifferences, type Expected } from '../helpers/batching-expect.js'
+import type { SubmittedRequest } from '../../src/engine/engine-client.js'
 import { InProcessEngine } from '../helpers/batching-inprocess.js'
 import {
   generateTinyModel,
@@ -28,7 +29,7 @@ import {
 } from '../helpers/batching-models.js'
 import { assertBatchingProperty, checkMix } from '../helpers/batching-property.js'
 import { analyzeRepacks } from '../helpers/batching-repack.js'
-import { runAlone, runEachAlone, runMix, type Outcome, type RequestCase } from '../helpers/batching-requests.js'
+import { paramsFor, runAlone, runEachAlone, runMix, type Outcome, type RequestCase } from '../helpers/batching-requests.js'
 import { readExpected, storiesModelDir } from '../helpers/shared-data.js'
 import { join } from 'node:path'
 
@@ -168,6 +169,34 @@ t.test('the batch is re-packed exactly when its membership changes', async (t) =
     t.equal(report.repacks, 1, 'one re-pack, when the prefilled rows joined')
   })
 
+  // Engine finding: EngineLoop.cancel() sets membershipChanged whenever
+  // Scheduler.remove() finds the id, and remove() also takes requests out of
+  // the waiting queue, so cancelling (or expiring) a request that never ran
+  // re-packs the whole running batch for nothing. The assertion is todo until
+  // that is fixed: it runs and reports, without failing the suite.
+  t.test('cancelling a waiting request does not re-pack the running batch', async (t) => {
+    const small = await InProcessEngine.load(llamaDir, { maxBatchSize: 2 })
+    const params = paramsFor({ maxNewTokens: 6 })
+    let third: SubmittedRequest | undefined
+    // Two run (batch of 2), the third waits; its client goes away during the first decode step's tokens.
+    await new Promise<void>((resolve, reject) => {
+      let left = 2
+      for (const i of [0, 1]) {
+        small.submit([10 + i, 11], [], params, {
+          onToken: (e) => {
+            if (small.steps.length === 2) third?.cancel()
+            if (e.finish && --left === 0) resolve()
+          },
+          onError: reject,
+        })
+      }
+      third = small.submit([12, 11], [], params, { onToken: () => {}, onError: reject })
+    })
+    const report = analyzeRepacks(small.steps, small.requests, small.cancels)
+    t.ok(small.cancels.length === 1 && !small.steps.some((s) => s.events.some((e) => e.id === small.cancels[0].id)), 'the third request never ran')
+    t.same(report.violations, [], 'no re-pack without a change of the running rows', { todo: 'EngineLoop.cancel() re-packs for a waiting request' })
+  })
+
   t.test('random mixes, in-process: batched equals alone, and re-packs follow membership', async (t) => {
     const totals = { decodes: 0, repacks: 0 }
     const target = { name: 'llama tiny in-process', engine, prefixes }
@@ -175,7 +204,7 @@ t.test('the batch is re-packed exactly when its membership changes', async (t) =
       fc.asyncProperty(mixArb({ vocabSize: engine.spec.vocabSize, prefixKeys: [...prefixes.keys()] }), async (mix) => {
         const from = engine.steps.length
         await checkMix(target, mix)
-        const report = analyzeRepacks(engine.steps.slice(from), engine.requests)
+        const report = analyzeRepacks(engine.steps.slice(from), engine.requests, engine.cancels, from)
         if (report.violations.length > 0) throw new Error(report.violations.join('\n'))
         totals.decodes += report.decodes
         totals.repacks += report.repacks

@@ -34,9 +34,11 @@ export function requestArb(space: MixSpace): fc.Arbitrary<RequestCase> {
       maxNewTokens: fc.integer({ min: 1, max: space.maxNewTokens ?? 24 }),
       // Half arrive at once; the rest once that many tokens of the mix came back.
       arrivalAfter: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 60 })),
+      // About one request in five goes away after a few tokens.
+      cancelAfter: fc.oneof({ arbitrary: fc.constant(undefined), weight: 4 }, { arbitrary: fc.integer({ min: 1, max: 12 }), weight: 1 }),
       sampling: space.sampling ? fc.option(samplingArb, { nil: undefined }) : fc.constant(undefined),
     },
-    { requiredKeys: ['promptIds', 'prefixKeys', 'maxNewTokens', 'arrivalAfter'] },
+    { requiredKeys: ['promptIds', 'prefixKeys', 'maxNewTokens', 'arrivalAfter', 'cancelAfter'] },
   )
 }
 

@@ -12,7 +12,8 @@ export const LOGPROB_TOLERANCE = 1e-4
 export function describeRequest(req: RequestCase): string {
   const prefix = req.prefixKeys.length > 0 ? req.prefixKeys.join('+') : 'no prefix'
   const mode = req.sampling ? `sampled seed ${req.sampling.seed}` : 'greedy'
-  return `[${prefix}, prompt ${req.promptIds.length} tokens, max_new ${req.maxNewTokens}, after ${req.arrivalAfter}, ${mode}]`
+  const cancel = req.cancelAfter === undefined ? '' : `, cancelled after ${req.cancelAfter}`
+  return `[${prefix}, prompt ${req.promptIds.length} tokens, max_new ${req.maxNewTokens}, after ${req.arrivalAfter}${cancel}, ${mode}]`
 }
 
 export function outcomeDifferences(label: string, batched: Outcome, alone: Outcome, tolerance = LOGPROB_TOLERANCE): string[] {
@@ -25,12 +26,14 @@ export function outcomeDifferences(label: string, batched: Outcome, alone: Outco
       `${label}: token ${firstDiff} is ${batched.ids[firstDiff]} (logprob ${batched.logprobs[firstDiff]}) batched ` +
         `but ${alone.ids[firstDiff]} (logprob ${alone.logprobs[firstDiff]}) alone`,
     )
+  } else if (batched.reason === 'cancelled' && batched.ids.length <= alone.ids.length) {
+    // Cancelled in the batch: what it got so far must be the start of its alone run.
   } else if (batched.ids.length !== alone.ids.length) {
     out.push(`${label}: ${batched.ids.length} tokens batched (${batched.reason}) but ${alone.ids.length} alone (${alone.reason})`)
   }
   const upTo = firstDiff >= 0 ? firstDiff : n
   out.push(...logprobDifferences(label, batched.logprobs.slice(0, upTo), alone.logprobs.slice(0, upTo), tolerance))
-  if (out.length === 0) {
+  if (out.length === 0 && batched.reason !== 'cancelled') {
     if (batched.reason !== alone.reason) out.push(`${label}: finish ${batched.reason} batched vs ${alone.reason} alone`)
     if (batched.text !== alone.text) out.push(`${label}: text ${JSON.stringify(batched.text)} batched vs ${JSON.stringify(alone.text)} alone`)
   }

@@ -3,12 +3,11 @@
  * token must return, derived from the same request run to its full length
  * without them. Only the end changes; the tokens before it are the same.
  */
-import type { FinishReason } from '../../src/engine/protocol.js'
 import type { Outcome } from './batching-requests.js'
 
 export interface Expected {
   ids: number[]
-  reason: FinishReason
+  reason: Outcome['reason']
   text: string
 }
 

@@ -39,6 +39,8 @@ export interface RequestInfo {
 export class InProcessEngine {
   readonly steps: StepRecord[] = []
   readonly requests = new Map<number, RequestInfo>()
+  /** Cancellations, each with the number of steps recorded when it was asked for. */
+  readonly cancels: Array<{ id: number; afterSteps: number }> = []
   private readonly prefixes = new Map<string, PrefixKV>()
   private readonly handlers = new Map<number, RequestHandlers>()
   private pendingPasses: PassRecord[] = []
@@ -98,7 +100,15 @@ export class InProcessEngine {
     this.handlers.set(id, handlers)
     this.requests.set(id, { prefixLength: prefixes.reduce((n, p) => n + p.numVirtualTokens, 0), promptLength: promptIds.length })
     this.loop.submit(this.newGeneration(id, promptIds, prefixes, params))
-    return { id, cancel: () => this.loop.cancel(id) }
+    return {
+      id,
+      // As EngineClient does: the handler goes first, so no later token reaches it.
+      cancel: () => {
+        if (!this.handlers.delete(id)) return
+        this.cancels.push({ id, afterSteps: this.steps.length })
+        this.loop.cancel(id)
+      },
+    }
   }
 
   private onTokens(events: TokenEvent[]): void {

@@ -3,7 +3,8 @@
  * a decode pass is either the previous decode pass's `present` output, the
  * very same arrays (no re-pack), or freshly built arrays (a re-pack). The
  * engine should re-pack exactly when the set of running requests changed since
- * the previous decode pass (a prefill admitted rows, or a request finished),
+ * the previous decode pass (a prefill admitted rows, a request finished, or a
+ * running request was cancelled),
  * and a re-pack should leave no holes: the past is as long as the longest row's
  * real history (prefix + prompt + tokens generated so far).
  */
@@ -17,13 +18,29 @@ export interface RepackReport {
   violations: string[]
 }
 
-export function analyzeRepacks(steps: readonly StepRecord[], requests: ReadonlyMap<number, RequestInfo>): RepackReport {
+export interface Cancellation {
+  id: number
+  /** How many steps had been recorded when it was asked for: it takes effect before step afterSteps. */
+  afterSteps: number
+}
+
+/** `first` is the index of steps[0] in the engine's whole record (cancellations count from there). */
+export function analyzeRepacks(
+  steps: readonly StepRecord[],
+  requests: ReadonlyMap<number, RequestInfo>,
+  cancels: readonly Cancellation[] = [],
+  first = 0,
+): RepackReport {
   const report: RepackReport = { decodes: 0, repacks: 0, membershipChanges: 0, violations: [] }
   const generated = new Map<number, number>()
+  const finished = new Set<number>()
   let previousOutput: Float32Array | null = null
   let changed = true
   let previousPastLen = 0
   steps.forEach((step, s) => {
+    // A running request (it has tokens and has not finished) that was cancelled left the batch.
+    const cancelledRunning = cancels.some((c) => c.afterSteps === first + s && generated.has(c.id) && !finished.has(c.id))
+    if (cancelledRunning) changed = true
     // A step runs its decode pass first, then the prefill of newly admitted rows.
     let decode: PassRecord | undefined
     let prefill: PassRecord | undefined
@@ -54,7 +71,10 @@ export function analyzeRepacks(steps: readonly StepRecord[], requests: ReadonlyM
     }
     changed = prefill !== undefined || decode === undefined || step.events.some((e) => e.finish !== undefined)
     previousOutput = decode ? decode.result.presentKeys[0] : null
-    for (const e of step.events) generated.set(e.id, (generated.get(e.id) ?? 0) + 1)
+    for (const e of step.events) {
+      generated.set(e.id, (generated.get(e.id) ?? 0) + 1)
+      if (e.finish) finished.add(e.id)
+    }
   })
   return report
 }

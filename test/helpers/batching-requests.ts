@@ -21,6 +21,8 @@ export interface RequestCase {
   maxNewTokens: number
   /** Submitted once this many tokens of the mix (all requests together) have come back; 0: at once. */
   arrivalAfter: number
+  /** The client goes away after this many of its own tokens (absent: never). */
+  cancelAfter?: number
   /** Absent: greedy. */
   sampling?: SamplingChoice
   stop?: string[]
@@ -32,7 +34,8 @@ export interface Outcome {
   logprobs: number[]
   /** Each token's emitted text, in order. */
   pieces: string[]
-  reason: FinishReason
+  /** 'cancelled': the client cancelled it (cancelAfter) before it finished. */
+  reason: FinishReason | 'cancelled'
   text: string
 }
 
@@ -52,13 +55,14 @@ export function paramsFor(req: Pick<RequestCase, 'maxNewTokens' | 'sampling' | '
 }
 
 function outcomeOf(events: TokenEvent[]): Outcome {
-  const last = events.at(-1)!
+  const finish = events.at(-1)!.finish
+  const pieces = events.map((e) => e.token.text)
   return {
     ids: events.map((e) => e.token.id),
     logprobs: events.map((e) => e.token.logprob),
-    pieces: events.map((e) => e.token.text),
-    reason: last.finish!.reason,
-    text: last.finish!.generatedText,
+    pieces,
+    reason: finish?.reason ?? 'cancelled',
+    text: finish?.generatedText ?? pieces.join(''),
   }
 }
 
@@ -88,11 +92,13 @@ export function runMix(engine: Submitter, reqs: readonly RequestCase[]): Promise
       const req = reqs[i]
       const events: TokenEvent[] = []
       outstanding++
-      engine.submit(req.promptIds, req.prefixKeys, paramsFor(req), {
+      const submitted = engine.submit(req.promptIds, req.prefixKeys, paramsFor(req), {
         onToken: (e) => {
           events.push(e)
           received++
-          if (e.finish) {
+          const cancel = !e.finish && req.cancelAfter !== undefined && events.length >= req.cancelAfter
+          if (cancel) submitted.cancel()
+          if (e.finish || cancel) {
             outstanding--
             results[i] = outcomeOf(events)
             if (++finished === reqs.length) resolve(results)
@@ -106,9 +112,9 @@ export function runMix(engine: Submitter, reqs: readonly RequestCase[]): Promise
   })
 }
 
-/** One request with nothing else in the engine (the caller runs these one after another). */
+/** One request with nothing else in the engine (the caller runs these one after another), never cancelled. */
 export async function runAlone(engine: Submitter, req: RequestCase): Promise<Outcome> {
-  const [out] = await runMix(engine, [{ ...req, arrivalAfter: 0 }])
+  const [out] = await runMix(engine, [{ ...req, arrivalAfter: 0, cancelAfter: undefined }])
   return out
 }
 
