@@ -1,0 +1,105 @@
+/**
+ * 10,000 registered prefixes: registration through the store (validated,
+ * durable), listing every page, and memory while every one of them is
+ * resolved in turn with a small cache budget: what the engine holds stays
+ * within PREFIX_CACHE_BYTES, whatever the number of prefixes.
+ */
+import { join } from 'node:path'
+import type { PrefixKV } from '../src/prefixes/prefix-kv.js'
+import { EmbeddedIndex } from '../src/prefixes/store/embedded-index.js'
+import type { PrefixIndex } from '../src/prefixes/store/prefix-record.js'
+import { PrefixStore } from '../src/prefixes/store/prefix-store.js'
+import { RedisIndex } from '../src/prefixes/store/redis-index.js'
+import { log, nativeUpload, quantile, specOf, summary, timed, type Shape } from './store-shared.js'
+
+const SHAPE: Shape = { layers: 2, kvHeads: 2, headDim: 16 }
+const P = 8
+const KV_BYTES = 2 * SHAPE.layers * SHAPE.kvHeads * P * SHAPE.headDim * 4
+
+/** Holds what it is given, as the engine worker does. */
+class HoldingSink {
+  readonly held = new Map<string, PrefixKV>()
+  putPrefix(key: string, prefix: PrefixKV): void {
+    this.held.set(key, prefix)
+  }
+  dropPrefix(key: string): void {
+    this.held.delete(key)
+  }
+}
+
+/** JS heap plus ArrayBuffer backing stores (where the floats live), after a GC when --expose-gc allows. */
+const heapMiB = () => {
+  ;(globalThis as { gc?: () => void }).gc?.()
+  const m = process.memoryUsage()
+  return (m.heapUsed + m.arrayBuffers) / 2 ** 20
+}
+
+async function scaleOne(index: PrefixIndex, dir: string, count: number, budget: number) {
+  const sink = new HoldingSink()
+  const store = await PrefixStore.open({ index, spec: specOf(SHAPE), sink, prefixDir: join(dir, 'none'), cacheBytes: budget, maxFileBytes: 1 << 20, recheckMs: 500, log })
+  const uploads: number[] = []
+  const registerStart = performance.now()
+  for (let i = 0; i < count; i++) {
+    const files = nativeUpload(SHAPE, P, i)
+    uploads.push((await timed(() => store.create(`prefix-${String(i).padStart(5, '0')}`, { files }))).ms)
+  }
+  const registerMs = performance.now() - registerStart
+  const pages: number[] = []
+  let listed = 0
+  let cursor: string | null = null
+  let previous = ''
+  const listStart = performance.now()
+  do {
+    const { value } = await timed(() => store.list(cursor, 100))
+    for (const r of value.records) {
+      if (r.id <= previous) throw new Error('list out of order')
+      previous = r.id
+    }
+    listed += value.records.length
+    cursor = value.nextCursor
+  } while (cursor !== null && pages.push(0))
+  const listMs = performance.now() - listStart
+  if (listed !== count) throw new Error(`listed ${listed} of ${count}`)
+  // Memory: wait out drop grace periods from the uploads, then resolve every prefix once.
+  await new Promise((r) => setTimeout(r, 1100))
+  const heapBefore = heapMiB()
+  const resolves: number[] = []
+  let maxCache = 0
+  for (let i = 0; i < count; i++) {
+    resolves.push((await timed(() => store.resolve(`prefix-${String(i).padStart(5, '0')}`))).ms)
+    maxCache = Math.max(maxCache, store.cacheStats().bytes)
+  }
+  await new Promise((r) => setTimeout(r, 1100))
+  const heapAfter = heapMiB()
+  const held = sink.held.size
+  await store.close()
+  return { registerMs, uploads, listMs, pages: pages.length + 1, resolves, maxCache, held, heapBefore, heapAfter }
+}
+
+export async function scale(opts: { dir: string; redisUrl: string; count: number }): Promise<string[]> {
+  const budget = 4 * 2 ** 20
+  const rows: string[] = []
+  for (const kind of ['embedded', 'redis'] as const) {
+    const dir = join(opts.dir, `scale-${kind}`)
+    const index =
+      kind === 'embedded'
+        ? await EmbeddedIndex.open(join(dir, '.store'))
+        : await RedisIndex.open({ url: opts.redisUrl, blobDir: join(dir, '.store', 'blobs'), timeoutMs: 2000, keyPrefix: 'scale:' })
+    const r = await scaleOne(index, dir, opts.count, budget)
+    process.stderr.write(`scale ${kind}: ${JSON.stringify({ ...r, uploads: undefined, resolves: undefined })}\n`)
+    rows.push(
+      `| ${kind} | ${(r.registerMs / 1000).toFixed(1)} s (${summary(r.uploads)}) | ${r.pages} pages in ${r.listMs.toFixed(0)} ms | ` +
+        `${summary(r.resolves)} (p99.9 ${quantile(r.resolves, 0.999).toFixed(2)}) | ${(r.maxCache / 2 ** 20).toFixed(2)} MiB, ${r.held} held | ` +
+        `${r.heapBefore.toFixed(1)} → ${r.heapAfter.toFixed(1)} MiB |`,
+    )
+  }
+  const all = ((opts.count * KV_BYTES) / 2 ** 20).toFixed(0)
+  return [
+    `${opts.count.toLocaleString('en-US')} registered prefixes (2 layers, 2 kv heads, head 16, ${P} tokens: ${KV_BYTES / 1024} KiB of floats each, ${all} MiB for all), ` +
+      `PREFIX_CACHE_BYTES 4 MiB; each prefix resolved once, cold, in id order (every resolve is a miss and an eviction):`,
+    '',
+    '| index | register all (per upload median / p99 ms) | list everything, 100 per page | resolve, cold, median / p99 ms | largest cache / prefixes the engine holds after | heap + array buffers (the engine share included) before → after resolving all |',
+    '|---|---|---|---|---|---|',
+    ...rows,
+  ]
+}
