@@ -18,6 +18,9 @@ import { generateStreamRoutes } from './server/routes/generate-stream.js'
 import { healthRoutes } from './server/routes/health.js'
 import { prefixRoutes } from './server/routes/prefixes.js'
 import { storePlugin } from './server/store-plugin.js'
+import { openAPIPlugin } from './server/openapi-plugin.js'
+import { openAIPlugin } from './server/openai/openai-plugin.js'
+import { tgiClientCompat } from './server/openai/tgi-client-compat.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -62,6 +65,8 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   app.decorate('prefixdVersion', pkg.version)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
+  // Before every route: the OpenAPI document is collected as routes are added.
+  await app.register(openAPIPlugin, { version: pkg.version })
   addRequestLog(app as unknown as FastifyInstance, config.LOG_PROMPTS)
   refuseNewWorkWhileDraining(app as unknown as FastifyInstance)
   await app.register(metricsPlugin, { prefixLabelLimit: config.PREFIX_LABEL_LIMIT })
@@ -70,8 +75,10 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   await app.register(enginePlugin, { config, modelDir })
   await app.register(storePlugin)
   await app.register(healthRoutes)
+  await app.register(tgiClientCompat)
   await app.register(generateRoutes)
   await app.register(prefixRoutes)
   await app.register(generateStreamRoutes)
+  await app.register(openAIPlugin, { prefix: '/v1', modelDir })
   return app as unknown as FastifyInstance
 }

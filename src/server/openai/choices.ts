@@ -1,0 +1,73 @@
+/**
+ * Runs the n choices of an OpenAI request side by side (they share the
+ * engine's batches) and turns the engine's TGI text into OpenAI's: TGI keeps
+ * a matched stop sequence at the end of the text, OpenAI cuts it off. A stop
+ * matcher in OpenAI's mode, fed the same token texts, finds the same match and
+ * holds back any tail that could still become a stop sequence while streaming.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { TokenEvent } from '../../engine/protocol.js'
+import { StopMatcher } from '../../engine/sampling/stop-sequences.js'
+import type { PreparedRequest } from '../generation-service.js'
+import { finishReason } from './generate-request.js'
+
+export type Token = TokenEvent['token']
+
+export interface ChoiceResult {
+  index: number
+  text: string
+  finishReason: 'stop' | 'length'
+  tokens: Token[]
+}
+
+/** One streamed step of one choice: new final text (maybe ''), its token, and the finish on the last one. */
+export interface ChoicePiece {
+  index: number
+  text: string
+  token: Token
+  finishReason?: 'stop' | 'length'
+}
+
+export async function runChoices(
+  app: FastifyInstance,
+  request: FastifyRequest,
+  choices: PreparedRequest[],
+  signal: AbortSignal,
+  onPiece?: (piece: ChoicePiece) => void,
+): Promise<ChoiceResult[]> {
+  // One failed choice cancels its siblings: the request has failed anyway.
+  const all = new AbortController()
+  const cancelAll = () => all.abort()
+  signal.addEventListener('abort', cancelAll, { once: true })
+  try {
+    return await Promise.all(choices.map((prepared, index) => runOne(app, request, prepared, index, all.signal, onPiece)))
+  } catch (err) {
+    all.abort()
+    throw err
+  } finally {
+    signal.removeEventListener('abort', cancelAll)
+  }
+}
+
+async function runOne(
+  app: FastifyInstance,
+  request: FastifyRequest,
+  prepared: PreparedRequest,
+  index: number,
+  signal: AbortSignal,
+  onPiece?: (piece: ChoicePiece) => void,
+): Promise<ChoiceResult> {
+  const matcher = new StopMatcher(prepared.params.stop, { includeStop: false })
+  let text = ''
+  let reason: 'stop' | 'length' = 'stop'
+  const result = await app.generation.run(prepared, signal, request.log, (e) => {
+    let piece = matcher.push(e.token.text).emit
+    if (e.finish) {
+      piece += matcher.flush()
+      reason = finishReason(e.finish.reason)
+    }
+    text += piece
+    onPiece?.({ index, text: piece, token: e.token, ...(e.finish ? { finishReason: reason } : {}) })
+  })
+  return { index, text, finishReason: reason, tokens: result.tokens }
+}

@@ -1,0 +1,53 @@
+/**
+ * From an OpenAI request to what the generation service runs: the model name
+ * picks the prefix, temperature 0 means greedy, and `n` choices are the same
+ * prepared request with seeds seed, seed + 1, ... (so they are independent
+ * samples, and identical when greedy).
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { PreparedRequest } from '../generation-service.js'
+import type { GenerateBodyT } from '../schemas/generate.js'
+import type { ChatBodyT, CompletionBodyT } from '../schemas/openai.js'
+
+type SamplingBody = Pick<CompletionBodyT & ChatBodyT, 'model' | 'temperature' | 'top_p' | 'stop' | 'seed'>
+
+export function stopList(stop: string | string[] | null | undefined): string[] {
+  if (stop == null) return []
+  return typeof stop === 'string' ? [stop] : stop
+}
+
+/** The TGI-shaped body the generation service validates and prepares. */
+export function toGenerateBody(app: FastifyInstance, body: SamplingBody, inputs: string, maxTokens: number | null): GenerateBodyT {
+  const greedy = body.temperature === 0
+  const parameters: NonNullable<GenerateBodyT['parameters']> = {
+    max_new_tokens: maxTokens,
+    stop: stopList(body.stop),
+    do_sample: !greedy,
+    seed: body.seed ?? null,
+  }
+  // The base model's own name means no prefix (the vLLM and LoRAX convention).
+  if (body.model !== app.modelId) parameters.prefix_id = body.model
+  if (!greedy) {
+    parameters.temperature = body.temperature ?? 1
+    if (body.top_p != null && body.top_p < 1) parameters.top_p = body.top_p
+  }
+  return { inputs, parameters }
+}
+
+/**
+ * Prepares the request once and derives the n choices from it. The caller's
+ * identity reaches the generation service here, and only here, for every /v1 route.
+ */
+export async function prepareChoices(app: FastifyInstance, _request: FastifyRequest, body: GenerateBodyT, n: number): Promise<PreparedRequest[]> {
+  const first = await app.generation.prepare(body)
+  return Array.from({ length: n }, (_, i) =>
+    i === 0 ? first : { ...first, params: { ...first.params, seed: (first.params.seed + i) % Number.MAX_SAFE_INTEGER } },
+  )
+}
+
+/** OpenAI's finish reasons: the end of text and a stop sequence are both "stop". */
+export function finishReason(reason: string): 'stop' | 'length' {
+  return reason === 'length' ? 'length' : 'stop'
+}
+
+export const nowSeconds = () => Math.floor(Date.now() / 1000)

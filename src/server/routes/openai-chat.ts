@@ -1,0 +1,82 @@
+/**
+ * POST /v1/chat/completions: the messages rendered with the model's chat
+ * template, then generated like a completion, streamed or not.
+ */
+import { randomUUID } from 'node:crypto'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyInstance } from 'fastify'
+import type { ChatTemplate } from '../openai/chat-template.js'
+import { runChoices } from '../openai/choices.js'
+import { OpenAIRequestError } from '../openai/errors.js'
+import { nowSeconds, prepareChoices, toGenerateBody } from '../openai/generate-request.js'
+import { chatLogprobs } from '../openai/logprobs.js'
+import { streamAnswer } from '../openai/stream.js'
+import { checkChatFields } from '../openai/unsupported-fields.js'
+import { ChatBody, ChatResponse, openAIErrorResponses } from '../schemas/openai.js'
+import { clientGone } from './generate.js'
+import { usage } from './openai-completions.js'
+
+export interface ChatRoutesOptions {
+  /** The model's chat template; null when it has none (every request is then a 400). */
+  chatTemplate: ChatTemplate | null
+}
+
+export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = async (app, { chatTemplate }) => {
+  app.post(
+    '/chat/completions',
+    {
+      schema: {
+        summary: "OpenAI-compatible chat completion, through the model's chat template (streamed when stream is true)",
+        tags: ['OpenAI'],
+        body: ChatBody,
+        response: { 200: ChatResponse, ...openAIErrorResponses },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body
+      checkChatFields(body)
+      if (chatTemplate === null) {
+        throw new OpenAIRequestError(
+          `model '${app.modelId}' has no chat template (tokenizer_config.json has no chat_template): use /v1/completions`,
+          'messages',
+          'no_chat_template',
+        )
+      }
+      const prompt = chatTemplate.render(body.messages)
+      const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? null
+      const choices = await prepareChoices(app as unknown as FastifyInstance, request, toGenerateBody(app as unknown as FastifyInstance, body, prompt, maxTokens), body.n ?? 1)
+      const id = `chatcmpl-${randomUUID()}`
+      const created = nowSeconds()
+      const top = body.logprobs === true ? (body.top_logprobs ?? 0) : -1
+      const promptTokens = choices[0].promptIds.length
+
+      if (body.stream === true) {
+        return streamAnswer(request, reply, async (send, signal) => {
+          const chunk = (choice: object[], extra: object = {}) => ({ id, object: 'chat.completion.chunk', created, model: body.model, choices: choice, ...extra })
+          choices.forEach((_, index) => send(chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }])))
+          const results = await runChoices(app as unknown as FastifyInstance, request, choices, signal, (p) => {
+            const logprobs = top >= 0 ? chatLogprobs([p.token], top) : null
+            if (p.text !== '' || logprobs !== null) send(chunk([{ index: p.index, delta: { content: p.text }, logprobs, finish_reason: null }]))
+            if (p.finishReason) send(chunk([{ index: p.index, delta: {}, logprobs: null, finish_reason: p.finishReason }]))
+          })
+          if (body.stream_options?.include_usage === true) send(chunk([], { usage: usage(promptTokens, results) }))
+        })
+      }
+
+      const results = await runChoices(app as unknown as FastifyInstance, request, choices, clientGone(reply.raw))
+      return {
+        id,
+        object: 'chat.completion' as const,
+        created,
+        model: body.model,
+        choices: results.map((r) => ({
+          index: r.index,
+          message: { role: 'assistant' as const, content: r.text },
+          logprobs: top >= 0 ? chatLogprobs(r.tokens, top) : null,
+          finish_reason: r.finishReason,
+        })),
+        usage: usage(promptTokens, results),
+      }
+    },
+  )
+}
