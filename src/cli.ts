@@ -12,6 +12,9 @@ Commands:
   model generate ...    write a deterministic random-weight model (prefixd model generate --help)
   config                print every environment variable with its default, as a Markdown table
   keys new --tenant T   make an API key (prints the key once, and its hash to configure)
+  prefix upload|list|show|rm ...
+                        manage the prefixes of a running server (prefixd prefix --help)
+  bench                 run the benchmark harness from a source checkout (prefixd bench --help)
 `
 
 async function main(argv: string[]): Promise<number> {
@@ -35,6 +38,14 @@ async function main(argv: string[]): Promise<number> {
     case 'config':
       process.stdout.write(`${configMarkdown()}\n`)
       return 0
+    case 'prefix': {
+      const { runPrefix } = await import('./cli/prefix-command.js')
+      return runPrefix(rest)
+    }
+    case 'bench': {
+      const { runBench } = await import('./cli/bench-command.js')
+      return runBench(rest)
+    }
     case 'keys': {
       const { runKeys } = await import('./auth/keys-command.js')
       return runKeys(rest)

@@ -38,8 +38,8 @@ export function toGenerateBody(app: FastifyInstance, body: SamplingBody, inputs:
  * Prepares the request once and derives the n choices from it. The caller's
  * identity reaches the generation service here, and only here, for every /v1 route.
  */
-export async function prepareChoices(app: FastifyInstance, _request: FastifyRequest, body: GenerateBodyT, n: number): Promise<PreparedRequest[]> {
-  const first = await app.generation.prepare(body)
+export async function prepareChoices(app: FastifyInstance, request: FastifyRequest, body: GenerateBodyT, n: number): Promise<PreparedRequest[]> {
+  const first = await app.generation.prepare(body, request.principal)
   return Array.from({ length: n }, (_, i) =>
     i === 0 ? first : { ...first, params: { ...first.params, seed: (first.params.seed + i) % Number.MAX_SAFE_INTEGER } },
   )

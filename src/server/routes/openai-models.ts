@@ -28,6 +28,7 @@ export const openAIModelRoutes: FastifyPluginAsyncTypebox = async (app) => {
     { schema: { summary: 'The base model and the prefixes usable as `model`', tags: ['OpenAI'], response: { 200: ModelList, ...openAIErrorResponses } } },
     async () => {
       const data = [base()]
+      // The store decides what a caller may see (every prefix is public until tenants' visibility lands there).
       let cursor: string | null = null
       do {
         const page: Awaited<ReturnType<FastifyInstance['prefixStore']['list']>> = await app.prefixStore.list(cursor, PAGE)
