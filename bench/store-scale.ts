@@ -27,11 +27,11 @@ class HoldingSink {
   }
 }
 
-/** JS heap plus ArrayBuffer backing stores (where the floats live), after a GC when --expose-gc allows. */
-const heapMiB = () => {
+/** JS heap and ArrayBuffer backing stores (where floats and file reads live), in MiB, after a GC when --expose-gc allows. */
+const memory = () => {
   ;(globalThis as { gc?: () => void }).gc?.()
   const m = process.memoryUsage()
-  return (m.heapUsed + m.arrayBuffers) / 2 ** 20
+  return { heap: m.heapUsed / 2 ** 20, buffers: m.arrayBuffers / 2 ** 20 }
 }
 
 async function scaleOne(index: PrefixIndex, dir: string, count: number, budget: number) {
@@ -62,18 +62,20 @@ async function scaleOne(index: PrefixIndex, dir: string, count: number, budget: 
   if (listed !== count) throw new Error(`listed ${listed} of ${count}`)
   // Memory: wait out drop grace periods from the uploads, then resolve every prefix once.
   await new Promise((r) => setTimeout(r, 1100))
-  const heapBefore = heapMiB()
+  const before = memory()
   const resolves: number[] = []
   let maxCache = 0
+  let maxIds = 0
   for (let i = 0; i < count; i++) {
     resolves.push((await timed(() => store.resolve(`prefix-${String(i).padStart(5, '0')}`))).ms)
     maxCache = Math.max(maxCache, store.cacheStats().bytes)
+    maxIds = Math.max(maxIds, store.cacheStats().ids)
   }
   await new Promise((r) => setTimeout(r, 1100))
-  const heapAfter = heapMiB()
+  const after = memory()
   const held = sink.held.size
   await store.close()
-  return { registerMs, uploads, listMs, pages: pages.length + 1, resolves, maxCache, held, heapBefore, heapAfter }
+  return { registerMs, uploads, listMs, pages: pages.length + 1, resolves, maxCache, maxIds, held, before, after }
 }
 
 export async function scale(opts: { dir: string; redisUrl: string; count: number }): Promise<string[]> {
@@ -89,8 +91,8 @@ export async function scale(opts: { dir: string; redisUrl: string; count: number
     process.stderr.write(`scale ${kind}: ${JSON.stringify({ ...r, uploads: undefined, resolves: undefined })}\n`)
     rows.push(
       `| ${kind} | ${(r.registerMs / 1000).toFixed(1)} s (${summary(r.uploads)}) | ${r.pages} pages in ${r.listMs.toFixed(0)} ms | ` +
-        `${summary(r.resolves)} (p99.9 ${quantile(r.resolves, 0.999).toFixed(2)}) | ${(r.maxCache / 2 ** 20).toFixed(2)} MiB, ${r.held} held | ` +
-        `${r.heapBefore.toFixed(1)} → ${r.heapAfter.toFixed(1)} MiB |`,
+        `${summary(r.resolves)} (p99.9 ${quantile(r.resolves, 0.999).toFixed(2)}) | ${(r.maxCache / 2 ** 20).toFixed(2)} MiB, ${r.held} held, ≤ ${r.maxIds} ids remembered | ` +
+        `${r.before.heap.toFixed(1)} → ${r.after.heap.toFixed(1)} MiB | ${r.before.buffers.toFixed(1)} → ${r.after.buffers.toFixed(1)} MiB |`,
     )
   }
   const all = ((opts.count * KV_BYTES) / 2 ** 20).toFixed(0)
@@ -98,8 +100,8 @@ export async function scale(opts: { dir: string; redisUrl: string; count: number
     `${opts.count.toLocaleString('en-US')} registered prefixes (2 layers, 2 kv heads, head 16, ${P} tokens: ${KV_BYTES / 1024} KiB of floats each, ${all} MiB for all), ` +
       `PREFIX_CACHE_BYTES 4 MiB; each prefix resolved once, cold, in id order (every resolve is a miss and an eviction):`,
     '',
-    '| index | register all (per upload median / p99 ms) | list everything, 100 per page | resolve, cold, median / p99 ms | largest cache / prefixes the engine holds after | heap + array buffers (the engine share included) before → after resolving all |',
-    '|---|---|---|---|---|---|',
+    '| index | register all (per upload median / p99 ms) | list everything, 100 per page | resolve, cold, median / p99 ms | largest cache / prefixes the engine holds after / ids remembered | JS heap before → after resolving all | array buffers before → after (floats the engine side holds, file reads not yet collected) |',
+    '|---|---|---|---|---|---|---|',
     ...rows,
   ]
 }

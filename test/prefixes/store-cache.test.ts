@@ -89,6 +89,7 @@ t.test('resolving many prefixes stays within the cache budget', async (t) => {
     }
   }
   t.equal(store.cacheStats().prefixes, 5)
+  t.equal(store.cacheStats().ids, 5, 'ids are remembered only while their floats are held')
   await sleep(1100) // past the drop grace
   t.equal(sink.held.size, 5, 'the worker holds only what the budget allows')
   t.equal(store.kind, 'embedded')

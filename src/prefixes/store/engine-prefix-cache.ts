@@ -24,6 +24,9 @@ export class EnginePrefixCache {
   private readonly pendingDrops = new Map<string, NodeJS.Timeout>()
   private total = 0
 
+  /** Told about every key that leaves, so owners of per-key bookkeeping can let go too. */
+  onEvict: (key: string) => void = () => undefined
+
   constructor(
     private readonly sink: PrefixSink,
     readonly budgetBytes: number,
@@ -74,6 +77,7 @@ export class EnginePrefixCache {
     if (bytes === undefined) return
     this.entries.delete(key)
     this.total -= bytes
+    this.onEvict(key)
     const timer = setTimeout(() => {
       this.pendingDrops.delete(key)
       this.sink.dropPrefix(key)

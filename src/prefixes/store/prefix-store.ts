@@ -40,11 +40,19 @@ export interface Upload {
   description?: string
 }
 
-/** Ids whose current version this replica remembers; beyond this many the oldest are re-read from the index. */
-const MAX_REMEMBERED_IDS = 100_000
+function resolved(record: PrefixRecord): ResolvedPrefix {
+  return { id: record.id, key: record.sha256, numVirtualTokens: record.num_virtual_tokens }
+}
 
 export class PrefixStore {
+  /**
+   * id → the version this replica serves for it. Only ids whose floats the
+   * engine holds are remembered (an eviction forgets them), so this map is
+   * bounded by the cache budget too, however many prefixes the index has.
+   */
   private readonly current = new Map<string, PrefixRecord>()
+  /** sha256 → the remembered ids pointing at it. */
+  private readonly idsBySha = new Map<string, Set<string>>()
   private readonly loading = new Map<string, Promise<void>>()
   private readonly cache: EnginePrefixCache
   private skipped = new Map<string, Error>()
@@ -55,6 +63,10 @@ export class PrefixStore {
 
   private constructor(private readonly opts: PrefixStoreOptions) {
     this.cache = new EnginePrefixCache(opts.sink, opts.cacheBytes)
+    this.cache.onEvict = (sha) => {
+      for (const id of this.idsBySha.get(sha) ?? []) this.current.delete(id)
+      this.idsBySha.delete(sha)
+    }
   }
 
   static async open(opts: PrefixStoreOptions): Promise<PrefixStore> {
@@ -78,9 +90,9 @@ export class PrefixStore {
     return this.opts.index.kind
   }
 
-  /** Bytes and count of materialized prefixes held for the engine, and the budget. */
-  cacheStats(): { bytes: number; prefixes: number; budget: number } {
-    return { bytes: this.cache.bytes, prefixes: this.cache.size, budget: this.cache.budgetBytes }
+  /** Bytes and count of materialized prefixes held for the engine, the budget, and how many ids point at them. */
+  cacheStats(): { bytes: number; prefixes: number; budget: number; ids: number } {
+    return { bytes: this.cache.bytes, prefixes: this.cache.size, budget: this.cache.budgetBytes, ids: this.current.size }
   }
 
   /** POST: a new id. */
@@ -107,8 +119,8 @@ export class PrefixStore {
     this.skipped.delete(id)
     this.invalidate(id)
     // The uploading replica has the floats already: hand them to the engine now.
-    this.remember(outcome.record)
     this.cache.admit(outcome.record.sha256, loaded.prefix)
+    this.remember(outcome.record)
     return { record: outcome.record, created: outcome.previous === null }
   }
 
@@ -142,22 +154,36 @@ export class PrefixStore {
   /** The engine key of the id's current version, materializing it in the engine when needed. */
   async resolve(id: string): Promise<ResolvedPrefix> {
     if (!isValidPrefixId(id)) throw new PrefixNotFoundError(id)
-    let record = this.current.get(id)
-    if (record === undefined) {
-      const generation = this.generation
-      const found = await this.opts.index.get(id)
-      if (found === null) throw this.skipped.get(id) ?? new PrefixNotFoundError(id)
-      record = found
-      if (generation === this.generation) this.remember(found)
-    }
+    const known = this.current.get(id)
+    if (known !== undefined && this.cache.touch(known.sha256)) return resolved(known)
+    const generation = this.generation
+    const record = await this.opts.index.get(id)
+    if (record === null) throw this.skipped.get(id) ?? new PrefixNotFoundError(id)
     await this.materialize(record)
-    return { id, key: record.sha256, numVirtualTokens: record.num_virtual_tokens }
+    // A read that raced a change is used once but not remembered.
+    if (generation === this.generation) this.remember(record)
+    return resolved(record)
   }
 
+  /** Remembers the id's version; its floats must be in the cache (an eviction forgets it again). */
   private remember(record: PrefixRecord): void {
-    this.current.delete(record.id)
+    this.forget(record.id)
     this.current.set(record.id, record)
-    if (this.current.size > MAX_REMEMBERED_IDS) this.current.delete(this.current.keys().next().value!)
+    let ids = this.idsBySha.get(record.sha256)
+    if (ids === undefined) this.idsBySha.set(record.sha256, (ids = new Set()))
+    ids.add(record.id)
+  }
+
+  /** Forgets the id; returns the sha256 it pointed at if no other remembered id does. */
+  private forget(id: string): string | null {
+    const old = this.current.get(id)
+    if (old === undefined) return null
+    this.current.delete(id)
+    const ids = this.idsBySha.get(old.sha256)
+    ids?.delete(id)
+    if (ids && ids.size > 0) return null
+    this.idsBySha.delete(old.sha256)
+    return old.sha256
   }
 
   private async materialize(record: PrefixRecord): Promise<void> {
@@ -181,12 +207,9 @@ export class PrefixStore {
 
   /** Forgets the id's version; its floats go too unless another id shares them. */
   private invalidate(id: string): void {
-    const old = this.current.get(id)
     this.generation++
-    if (old === undefined) return
-    this.current.delete(id)
-    for (const r of this.current.values()) if (r.sha256 === old.sha256) return
-    this.cache.delete(old.sha256)
+    const orphan = this.forget(id)
+    if (orphan !== null) this.cache.delete(orphan)
   }
 
   /** The safety net under pub/sub: when the index's change counter moved, re-read every remembered id. */
