@@ -55,7 +55,9 @@ export class EngineLoop {
   }
 
   cancel(id: number): void {
-    if (this.scheduler.remove(id)) this.membershipChanged = true
+    // Only a running request holds rows in the batch; a waiting one leaves no hole.
+    const wasRunning = this.scheduler.runningRequest(id) !== undefined
+    if (this.scheduler.remove(id) && wasRunning) this.membershipChanged = true
   }
 
   stats(): EngineStats {
