@@ -1,7 +1,8 @@
 /**
  * Where an engine step's time goes, for RESULTS.md: the engine's own step loop
- * (EngineLoop, Generation, ForwardRunner, as the worker wires them) run on this
- * thread, with a timing wrapper around the forward pass. "run" is the time in
+ * (EngineLoop, Generation, ForwardRunner, as the worker wires them) run on the
+ * calling thread (the bench runs it on side-worker.ts), with a timing wrapper
+ * around the forward pass. "run" is the time in
  * ForwardRunner.run (tensor wrapping + session.run); "rest" is everything else
  * in a step: feed building, re-packing, sampling (logprobs included),
  * detokenizing, the yield between steps. Plus the per-row cost of the sampler

@@ -23,6 +23,7 @@ export const RATIOS: RatioSpec[] = [
   { name: 'HTTP 16 concurrent / 16 sequential', num: 'http concurrent 16', den: 'http sequential 16' },
   { name: 'HTTP 16 concurrent / bare ORT loop', num: 'http concurrent 16', den: 'bare loop 16', target: 0.9 },
   { name: 'engine 16 mixed / bare ORT loop', num: 'engine mixed 16', den: 'bare loop 16', target: 0.9 },
+  { name: 'bare loop on the main thread / on its own worker', num: 'bare loop 16 (main thread)', den: 'bare loop 16' },
 ]
 
 const rate = (t: Throughput) => t.tokens / t.seconds
@@ -62,7 +63,7 @@ export function report({ measured, machine, profile, bareRuns, ratios, rounds }:
   const bareShare = bareRuns.map((b) => b.runSeconds / b.seconds)
   const bareSteps = w.newTokens - 1
   const bareDecode = spread(bareRuns.map((b) => (b.seconds * 1000) / (bareSteps + 1)))
-  lines.push('Where the time goes (one engine run of the 16-stream workload on the main thread, same code as the worker):')
+  lines.push('Where the time goes (one engine run of the 16-stream workload, the engine\'s step loop with timers, on a worker thread like the engine\'s):')
   lines.push('')
   lines.push('| | ms |')
   lines.push('|---|---|')

@@ -17,11 +17,11 @@ import { readModelSpec } from '../src/engine/model-config.js'
 import { TextTokenizer } from '../src/engine/tokenizer.js'
 import { BareLoop } from './bare-loop.js'
 import { runEngineBatch, type BatchRow, type Throughput } from './engine-batch.js'
-import { EngineProfiler } from './engine-profile.js'
 import { httpConcurrent, httpSequential, startServer, writePrefixFolder, type GenerateBody } from './http-bench.js'
 import { machineInfo } from './machine.js'
 import { promptOfTokens } from './prompt-text.js'
 import { report, RATIOS, type Measured } from './report.js'
+import { SideWorker } from './side-client.js'
 import { alternate } from './stats.js'
 import { benchPrefix, benchPrompts, ensureModel, WORKLOAD } from './workload.js'
 
@@ -54,7 +54,9 @@ const bodies: GenerateBody[] = prefixIds.map((id, i) => ({
   inputs: promptOfTokens(tokenizer, promptTokens, i + 1),
   parameters: { prefix_id: id, max_new_tokens: newTokens },
 }))
-const bare = await BareLoop.create(await findModelFile(modelDir), threads, spec.vocabSize)
+const modelFile = await findModelFile(modelDir)
+const bare = await BareLoop.create(modelFile, threads, spec.vocabSize)
+const side = await SideWorker.start({ modelDir, modelFile, threads, vocabSize: spec.vocabSize, prefixes, prompts, newTokens })
 
 const rows = (n: number, shared: boolean): BatchRow[] =>
   prompts.slice(0, n).map((promptIds, i) => ({ promptIds, prefixKey: shared ? 'shared' : `mixed-${i}` }))
@@ -70,13 +72,15 @@ const variants: Array<{ name: string; run: () => Promise<Throughput> }> = [
   {
     name: 'bare loop 16',
     run: async () => {
-      const r = await bare.run(prefixes, prompts, newTokens)
+      const r = await side.bare()
       bareRuns.push(r)
       return r
     },
   },
   { name: 'http concurrent 16', run: () => httpConcurrent(server.url, bodies) },
   { name: 'http sequential 16', run: () => httpSequential(server.url, bodies) },
+  // The same loop on the main thread, beside the idle HTTP server: for the record.
+  { name: 'bare loop 16 (main thread)', run: () => bare.run(prefixes, prompts, newTokens) },
 ]
 
 const measured: Measured = { rounds: [], variants: variants.map((v) => v.name) }
@@ -88,15 +92,14 @@ try {
     if (round >= 0) measured.rounds.push(perRound)
     log(`${round < 0 ? 'warm-up' : `round ${round + 1}/${rounds}`}: ${variants.map((v) => `${v.name} ${(perRound[v.name].tokens / perRound[v.name].seconds).toFixed(0)}`).join(', ')} tok/s`)
   }
-  log('profiling the engine step loop in-process')
-  const profiler = await EngineProfiler.create(modelDir, threads)
-  await profiler.run(prompts, prefixes, newTokens) // warm-up
-  const profile = await profiler.run(prompts, prefixes, newTokens)
+  log('profiling the engine step loop on a worker thread')
+  const profile = await side.profile()
   const text = report({ measured, machine: machineInfo(), profile, bareRuns: bareRuns.slice(1), ratios: RATIOS, rounds })
   process.stdout.write(text)
   await mkdir(cacheDir, { recursive: true })
   await writeFile(join(cacheDir, 'last.json'), JSON.stringify({ measured, profile, bareRuns }, null, 1))
 } finally {
+  await side.close()
   await server.app.close()
   await rm(prefixDir, { recursive: true, force: true })
 }
