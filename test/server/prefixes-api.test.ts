@@ -186,3 +186,14 @@ t.test('a good upload of the same shape still works after all that', async (t) =
 function peftFiles(f: { configJson: string; safetensors: Buffer }) {
   return { 'adapter_config.json': f.configJson, 'adapter_model.safetensors': f.safetensors }
 }
+
+t.test('the index survives a restart', async (t) => {
+  const before = (await app.inject({ method: 'GET', url: '/prefixes' })).json() as { prefixes: Array<{ id: string; sha256: string }> }
+  await app.close()
+  const restarted = await startApp(t, storiesModelDir, { PREFIX_DIR: prefixDir, MAX_PREFIX_FILE_BYTES: MAX_FILE })
+  const after = (await restarted.inject({ method: 'GET', url: '/prefixes' })).json() as typeof before
+  t.same(after.prefixes, before.prefixes, 'the same ids, versions and blobs')
+  const robot = readExpected(join(robotDir, 'expected.json')).cases[1]
+  const res = await restarted.inject({ method: 'POST', url: '/generate', payload: { inputs: robot.prompt, parameters: { prefix_id: 'dog', max_new_tokens: robot.generated_ids.length, details: true } } })
+  t.same((res.json() as GenerateReply).details?.tokens.map((x) => x.id), robot.generated_ids, "dog's second version still serves")
+})
