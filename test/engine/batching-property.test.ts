@@ -169,11 +169,10 @@ t.test('the batch is re-packed exactly when its membership changes', async (t) =
     t.equal(report.repacks, 1, 'one re-pack, when the prefilled rows joined')
   })
 
-  // Engine finding: EngineLoop.cancel() sets membershipChanged whenever
-  // Scheduler.remove() finds the id, and remove() also takes requests out of
-  // the waiting queue, so cancelling (or expiring) a request that never ran
-  // re-packs the whole running batch for nothing. The assertion is todo until
-  // that is fixed: it runs and reports, without failing the suite.
+  // Regression (found by this file, fixed in 8b05537): EngineLoop.cancel()
+  // used to mark the batch changed whenever Scheduler.remove() found the id,
+  // including a request still waiting, so cancelling (or expiring) a request
+  // that never ran re-packed the whole running batch for nothing.
   t.test('cancelling a waiting request does not re-pack the running batch', async (t) => {
     const small = await InProcessEngine.load(llamaDir, { maxBatchSize: 2 })
     const params = paramsFor({ maxNewTokens: 6 })
@@ -194,7 +193,7 @@ t.test('the batch is re-packed exactly when its membership changes', async (t) =
     })
     const report = analyzeRepacks(small.steps, small.requests, small.cancels)
     t.ok(small.cancels.length === 1 && !small.steps.some((s) => s.events.some((e) => e.id === small.cancels[0].id)), 'the third request never ran')
-    t.same(report.violations, [], 'no re-pack without a change of the running rows', { todo: 'EngineLoop.cancel() re-packs for a waiting request' })
+    t.same(report.violations, [], 'no re-pack without a change of the running rows')
   })
 
   t.test('random mixes, in-process: batched equals alone, and re-packs follow membership', async (t) => {
