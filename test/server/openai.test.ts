@@ -136,6 +136,7 @@ t.test('completions: n choices, identical when greedy, seeded samples reproducib
 t.test('errors in OpenAI shape, naming the field; neutral values of unsupported fields accepted', async (t) => {
   await rejects(t, client.completions.create({ model: 'no-such-prefix', prompt: 'x' }), { status: 404, code: 'model_not_found', param: 'model' })
   await rejects(t, client.completions.create({ model: 'dog-max', prompt: 'x', frequency_penalty: 0.5 }), { status: 400, param: 'frequency_penalty', code: 'unsupported_field' })
+  await rejects(t, client.completions.create({ model: 'dog-max', prompt: 'x', presence_penalty: -1 }), { status: 400, param: 'presence_penalty' })
   await rejects(t, client.completions.create({ model: 'dog-max', prompt: ['a', 'b'] }), { status: 400, param: 'prompt' })
   await rejects(t, client.completions.create({ model: 'dog-max', prompt: 'x', logit_bias: { '5': 1 } }), { status: 400, param: 'logit_bias' })
   await rejects(t, client.completions.create({ model: 'dog-max', prompt: 'x', best_of: 3 }), { status: 400, param: 'best_of' })
@@ -240,8 +241,11 @@ t.test('chat end to end on a generated model with a chat template', async (t) =>
   t.equal(lp.length, r.usage!.completion_tokens)
   t.same(lp[0].top_logprobs, [{ token: lp[0].token, logprob: lp[0].logprob, bytes: lp[0].bytes }])
 
-  const stream = await chat.chat.completions.create({ model, messages, max_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true } })
+  const stream = await chat.chat.completions.create({
+    model, messages, max_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true }, logprobs: true,
+  })
   let content = ''
+  let streamedLogprobs = 0
   let role: string | undefined
   let finish: string | null = null
   let usage: OpenAI.CompletionUsage | null | undefined
@@ -251,6 +255,7 @@ t.test('chat end to end on a generated model with a chat template', async (t) =>
     for (const ch of chunk.choices) {
       role ??= ch.delta.role
       content += ch.delta.content ?? ''
+      streamedLogprobs += ch.logprobs?.content?.length ?? 0
       finish = ch.finish_reason ?? finish
     }
   }
@@ -258,6 +263,7 @@ t.test('chat end to end on a generated model with a chat template', async (t) =>
   t.equal(role, 'assistant')
   t.equal(finish, r.choices[0].finish_reason)
   t.same(usage, r.usage)
+  t.equal(streamedLogprobs, r.usage!.completion_tokens, 'one logprob per streamed token')
 
   const two = await chat.chat.completions.create({ model, messages, max_completion_tokens: 5, temperature: 0, n: 2 })
   t.equal(two.choices.length, 2)
@@ -269,6 +275,7 @@ t.test('chat end to end on a generated model with a chat template', async (t) =>
   await rejects(t, chat.chat.completions.create({ model, messages, tools: [{ type: 'function', function: { name: 'f' } }] }), { status: 400, param: 'tools' })
   await rejects(t, chat.chat.completions.create({ model, messages, response_format: { type: 'json_object' } }), { status: 400, param: 'response_format' })
   await rejects(t, chat.chat.completions.create({ model, messages, store: true }), { status: 400, param: 'store' })
+  await rejects(t, chat.chat.completions.create({ model, messages, tool_choice: 'required' }), { status: 400, param: 'tool_choice' })
   await rejects(t, chat.chat.completions.create({ model, messages, max_tokens: 3, max_completion_tokens: 4 }), { status: 400, param: 'max_completion_tokens' })
   const neutral = await chat.chat.completions.create({
     model, messages, max_tokens: 2, tools: [], tool_choice: 'none', parallel_tool_calls: false, response_format: { type: 'text' }, store: false, presence_penalty: 0,
@@ -278,4 +285,23 @@ t.test('chat end to end on a generated model with a chat template', async (t) =>
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, messages: [{ role: 'wizard', content: 'x' }] }),
   })
   t.match(await badRole.json(), { error: { param: 'messages.0.role' } })
+})
+
+t.test('an error after the stream started arrives as an error event, then [DONE]', async (t) => {
+  // A deadline of 1 ms: the engine ends every request with deadline_exceeded after it was accepted.
+  const late = await startApp(t, storiesModelDir, { PREFIX_DIR: prefixDir, REQUEST_TIMEOUT_MS: 1 })
+  const lateUrl = await listen(late)
+  const lateClient = new OpenAI({ baseURL: `${lateUrl}/v1`, apiKey: 'x', maxRetries: 0 })
+  await rejects(t, lateClient.completions.create({ model: 'dog-max', prompt: 'Hi', max_tokens: 30, n: 2 }), { status: 504, code: 'deadline_exceeded', type: 'server_error' })
+  const res = await fetch(`${lateUrl}/v1/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'dog-max', prompt: 'Hi', max_tokens: 30, stream: true }),
+  })
+  t.equal(res.status, 200)
+  const events = (await res.text()).split('\n\n').filter(Boolean)
+  t.equal(events.at(-1), 'data: [DONE]')
+  t.match(JSON.parse(events.at(-2)!.slice('data: '.length)), { error: { code: 'deadline_exceeded', type: 'server_error' } })
+  const stream = await lateClient.completions.create({ model: 'dog-max', prompt: 'Hi', max_tokens: 30, stream: true })
+  await rejects(t, (async () => {
+    for await (const chunk of stream) void chunk
+  })(), /the request ran past its deadline/)
 })
