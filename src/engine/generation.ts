@@ -42,7 +42,7 @@ export class Generation {
     this.prefillTokens = prefixLen + promptIds.length
     this.maxTotalTokens = this.prefillTokens + params.maxNewTokens
     this.context = [...promptIds]
-    this.sampler = new TokenSampler(params, vocabSize)
+    this.sampler = new TokenSampler(params, vocabSize, { logprobs: params.logprobs ?? true })
     this.decoder = new IncrementalDecoder((ids) => tokens.decode(ids))
     this.stops = new StopMatcher(params.stop)
   }

@@ -44,6 +44,8 @@ export const generateRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const service = app.generation
       const prepared = await service.prepare(request.body, request.principal)
+      // Without details no logprob is returned: don't pay for computing them.
+      if (!prepared.details) prepared.params.logprobs = false
       const result = await service.run(prepared, clientGone(reply.raw), request.log)
       const prefixIds = prepared.prefixes.map((p) => p.id)
       void reply.headers(timingHeaders(prefixIds, prepared.promptIds.length, result))
