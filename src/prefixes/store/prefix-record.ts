@@ -31,6 +31,14 @@ export interface PrefixRecord {
 
 export const DEFAULT_OWNER = 'anonymous'
 
+/** What resolving an id gives the generation service (the shape GenerationService's PrefixResolver expects). */
+export interface ResolvedPrefix {
+  id: string
+  /** The engine's key for this exact version: its sha256. */
+  key: string
+  numVirtualTokens: number
+}
+
 /** create: the id must be new; upsert: create or replace; seed: a folder import (see PrefixIndex.commit). */
 export type CommitMode = 'create' | 'upsert' | 'seed'
 

@@ -14,13 +14,12 @@
  */
 import type { ModelSpec } from '../../engine/model-spec.js'
 import { PrefixExistsError, PrefixNotFoundError } from '../../errors.js'
-import type { ResolvedPrefix } from '../folder-catalog.js'
 import { readNativePrefix } from '../native-format.js'
 import { isValidPrefixId } from '../prefix-folder.js'
 import { assertPrefixFitsModel } from '../shape-check.js'
 import { EnginePrefixCache, type PrefixSink } from './engine-prefix-cache.js'
 import { newRecord, seedFromFolder, type SeedLogger } from './folder-seed.js'
-import type { PrefixIndex, PrefixRecord } from './prefix-record.js'
+import type { PrefixIndex, PrefixRecord, ResolvedPrefix } from './prefix-record.js'
 import { parseUpload, toStoredBlob, type UploadedFile } from './upload-conversion.js'
 
 export interface PrefixStoreOptions {
