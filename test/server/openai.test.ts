@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import OpenAI from 'openai'
 import { InferenceClient } from '@huggingface/inference'
 import type { FastifyInstance } from 'fastify'
+import { ChatTemplate } from '../../src/server/openai/chat-template.js'
 import { startApp } from '../helpers/app.js'
 import { readExpected, storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
 import { generatedModel } from '../helpers/tiny-model.js'
@@ -304,4 +305,19 @@ t.test('an error after the stream started arrives as an error event, then [DONE]
   await rejects(t, (async () => {
     for await (const chunk of stream) void chunk
   })(), /the request ran past its deadline/)
+})
+
+t.test('chat templates: chat_template.jinja beside the config, special tokens as objects, named templates', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'prefixd-template-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  t.equal(await ChatTemplate.load(dir), null, 'no tokenizer_config.json, no template')
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: { content: '<s>' }, eos_token: '</s>' }))
+  t.equal(await ChatTemplate.load(dir), null, 'a config without a template')
+  writeFileSync(join(dir, 'chat_template.jinja'), '{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}')
+  const fromFile = await ChatTemplate.load(dir)
+  t.equal(fromFile!.render([{ role: 'user', content: 'hi' }, { role: 'assistant', content: null }]), '<user>hi</s><assistant></s>', 'the leading BOS is dropped')
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D{{ messages|length }}' }] }))
+  t.equal((await ChatTemplate.load(dir))!.render([{ role: 'user', content: 'x' }]), 'D1')
+  writeFileSync(join(dir, 'tokenizer_config.json'), '{ not json')
+  await t.rejects(ChatTemplate.load(dir), SyntaxError)
 })

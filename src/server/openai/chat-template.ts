@@ -1,5 +1,6 @@
 /**
- * The model's chat template (tokenizer_config.json `chat_template`, Jinja),
+ * The model's chat template (tokenizer_config.json `chat_template`, or the
+ * chat_template.jinja file newer transformers versions save beside it),
  * rendered with @huggingface/jinja the way transformers' apply_chat_template
  * does: the messages, add_generation_prompt true, and the special tokens'
  * text (bos_token, eos_token, ...) as variables. A model without a template
@@ -31,17 +32,12 @@ export class ChatTemplate {
 
   /** The model's template, or null when tokenizer_config.json has none. */
   static async load(modelDir: string): Promise<ChatTemplate | null> {
-    let config: TokenizerConfig
-    try {
-      config = JSON.parse(await readFile(join(modelDir, 'tokenizer_config.json'), 'utf8')) as TokenizerConfig
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
-      throw err
-    }
+    const config = JSON.parse((await readOptional(join(modelDir, 'tokenizer_config.json'))) ?? '{}') as TokenizerConfig
     // transformers also allows a list of named templates; "default" is the chat one.
-    const raw = Array.isArray(config.chat_template)
+    const inConfig = Array.isArray(config.chat_template)
       ? config.chat_template.find((t) => t.name === 'default')?.template
       : config.chat_template
+    const raw = inConfig ?? (await readOptional(join(modelDir, 'chat_template.jinja')))
     if (typeof raw !== 'string' || raw === '') return null
     return new ChatTemplate(new Template(raw), {
       bos_token: tokenText(config.bos_token),
@@ -70,5 +66,14 @@ export class ChatTemplate {
     }
     const bos = this.specialTokens.bos_token
     return bos !== '' && text.startsWith(bos) ? text.slice(bos.length) : text
+  }
+}
+
+async function readOptional(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw err
   }
 }
