@@ -58,6 +58,16 @@ t.test('upload on A, generate on B', async (t) => {
   t.equal((await b.inject({ method: 'GET', url: '/prefixes/p' })).json().version, 1)
 })
 
+t.test('the same new id uploaded on both replicas at once: one wins, the other gets 409', async (t) => {
+  const [ra, rb] = await Promise.all([upload(a, 'POST', '/prefixes', adapter(6), { id: 'race' }), upload(b, 'POST', '/prefixes', adapter(7), { id: 'race' })])
+  t.same([ra.status, rb.status].sort(), [201, 409])
+  const winner = ra.status === 201 ? ra : rb
+  const onB = await b.inject({ method: 'GET', url: '/prefixes/race/download' })
+  t.equal(onB.headers.etag, `"${String(winner.body.sha256)}"`, 'both replicas serve the winner')
+  t.equal((await generate(a, 'race')).ids, (await generate(b, 'race')).ids)
+  t.equal((await b.inject({ method: 'DELETE', url: '/prefixes/race' })).statusCode, 204)
+})
+
 t.test('replace on A while B generates: B finishes on the old version, then switches within 1 s', async (t) => {
   // References: each version's greedy output, from ids that never change.
   await upload(a, 'POST', '/prefixes', adapter(1), { id: 'ref-v1' })
