@@ -12,6 +12,10 @@ import { PrefixStore } from '../src/prefixes/store/prefix-store.js'
 import { RedisIndex } from '../src/prefixes/store/redis-index.js'
 import { log, nativeUpload, quantile, specOf, summary, timed, type Shape } from './store-shared.js'
 
+/** Store-level tests and benches act as an admin with no storage limits. */
+const ADMIN = { tenant: 'admin', role: 'admin' } as const
+const UNLIMITED = { maxPrefixes: Number.MAX_SAFE_INTEGER, maxBytes: Number.MAX_SAFE_INTEGER }
+
 const SHAPE: Shape = { layers: 2, kvHeads: 2, headDim: 16 }
 const P = 8
 const KV_BYTES = 2 * SHAPE.layers * SHAPE.kvHeads * P * SHAPE.headDim * 4
@@ -36,12 +40,12 @@ const memory = () => {
 
 async function scaleOne(index: PrefixIndex, dir: string, count: number, budget: number) {
   const sink = new HoldingSink()
-  const store = await PrefixStore.open({ index, spec: specOf(SHAPE), sink, prefixDir: join(dir, 'none'), cacheBytes: budget, maxFileBytes: 1 << 20, recheckMs: 500, log })
+  const store = await PrefixStore.open({ index, spec: specOf(SHAPE), sink, prefixDir: join(dir, 'none'), cacheBytes: budget, maxFileBytes: 1 << 20, recheckMs: 500, quota: UNLIMITED, log })
   const uploads: number[] = []
   const registerStart = performance.now()
   for (let i = 0; i < count; i++) {
     const files = nativeUpload(SHAPE, P, i)
-    uploads.push((await timed(() => store.create(`prefix-${String(i).padStart(5, '0')}`, { files }))).ms)
+    uploads.push((await timed(() => store.create(`prefix-${String(i).padStart(5, '0')}`, { files }, ADMIN))).ms)
   }
   const registerMs = performance.now() - registerStart
   const pages: number[] = []
@@ -50,7 +54,7 @@ async function scaleOne(index: PrefixIndex, dir: string, count: number, budget: 
   let previous = ''
   const listStart = performance.now()
   do {
-    const { value } = await timed(() => store.list(cursor, 100))
+    const { value } = await timed(() => store.list(cursor, 100, ADMIN))
     for (const r of value.records) {
       if (r.id <= previous) throw new Error('list out of order')
       previous = r.id
@@ -67,7 +71,7 @@ async function scaleOne(index: PrefixIndex, dir: string, count: number, budget: 
   let maxCache = 0
   let maxIds = 0
   for (let i = 0; i < count; i++) {
-    resolves.push((await timed(() => store.resolve(`prefix-${String(i).padStart(5, '0')}`))).ms)
+    resolves.push((await timed(() => store.resolve(`prefix-${String(i).padStart(5, '0')}`, ADMIN))).ms)
     maxCache = Math.max(maxCache, store.cacheStats().bytes)
     maxIds = Math.max(maxIds, store.cacheStats().ids)
   }

@@ -47,7 +47,7 @@ export const enginePlugin = fp<EnginePluginOptions>(
     })
     const tokenizer = await TextTokenizer.load(modelDir, engine.spec.bosTokenId)
     // Prefix ids resolve through the prefix store (store-plugin.ts), opened once the engine is up.
-    const prefixes: PrefixResolver = { resolve: (id) => app.prefixStore.resolve(id) }
+    const prefixes: PrefixResolver = { resolve: (id, principal) => app.prefixStore.resolve(id, principal) }
     app.decorate('engine', engine)
     app.decorate('modelId', config.MODEL_ID || basename(resolve(modelDir)))
     app.decorate('generation', new GenerationService(config, engine, tokenizer, prefixes, (r) => reportRequest(app, r)))

@@ -19,6 +19,10 @@ import { RedisIndex } from '../../src/prefixes/store/redis-index.js'
 import { buildNativeFile } from '../helpers/prefix-fixtures.js'
 import { startRedis } from '../helpers/redis-server.js'
 
+/** Store-level tests and benches act as an admin with no storage limits. */
+const ADMIN = { tenant: 'admin', role: 'admin' } as const
+const UNLIMITED = { maxPrefixes: Number.MAX_SAFE_INTEGER, maxBytes: Number.MAX_SAFE_INTEGER }
+
 class RecordingSink implements PrefixSink {
   readonly held = new Map<string, PrefixKV>()
   readonly events: string[] = []
@@ -72,7 +76,7 @@ const root = mkdtempSync(join(tmpdir(), 'prefixd-cache-'))
 t.teardown(() => rmSync(root, { recursive: true, force: true }))
 
 async function openStore(t: { teardown(fn: () => unknown): void }, index: PrefixIndex, sink: PrefixSink, cacheBytes: number, recheckMs = 1000) {
-  const store = await PrefixStore.open({ index, spec, sink, prefixDir: join(root, 'none'), cacheBytes, maxFileBytes: 1 << 20, recheckMs, log })
+  const store = await PrefixStore.open({ index, spec, sink, prefixDir: join(root, 'none'), cacheBytes, maxFileBytes: 1 << 20, recheckMs, quota: UNLIMITED, log })
   t.teardown(() => store.close())
   return store
 }
@@ -80,10 +84,10 @@ async function openStore(t: { teardown(fn: () => unknown): void }, index: Prefix
 t.test('resolving many prefixes stays within the cache budget', async (t) => {
   const sink = new RecordingSink()
   const store = await openStore(t, await EmbeddedIndex.open(join(root, 'many')), sink, 5 * perPrefix)
-  for (let i = 0; i < 40; i++) await store.create(`p${i}`, { files: native(i) })
+  for (let i = 0; i < 40; i++) await store.create(`p${i}`, { files: native(i) }, ADMIN)
   for (let round = 0; round < 2; round++) {
     for (let i = 0; i < 40; i++) {
-      const r = await store.resolve(`p${i}`)
+      const r = await store.resolve(`p${i}`, ADMIN)
       t.equal(r.numVirtualTokens, 3)
       t.ok(store.cacheStats().bytes <= 5 * perPrefix)
     }
@@ -99,9 +103,9 @@ t.test('the periodic re-check catches a change whose notice was lost', async (t)
   const redis = await startRedis(t)
   const sink = new RecordingSink()
   const store = await openStore(t, await RedisIndex.open({ url: redis.url, blobDir: join(root, 'recheck'), timeoutMs: 1000 }), sink, 1 << 20, 300)
-  const v1 = await store.create('x', { files: native(1) })
-  const other = await store.create('other', { files: native(2) })
-  t.equal((await store.resolve('x')).key, v1.sha256)
+  const v1 = await store.create('x', { files: native(1) }, ADMIN)
+  const other = await store.create('other', { files: native(2) }, ADMIN)
+  t.equal((await store.resolve('x', ADMIN)).key, v1.sha256)
   // Point x at other's blob behind the store's back: no PUBLISH, only the counters a real write moves.
   const raw = new Redis(redis.url)
   t.teardown(() => raw.quit())
@@ -112,7 +116,7 @@ t.test('the periodic re-check catches a change whose notice was lost', async (t)
   let key = v1.sha256
   while (key === v1.sha256 && Date.now() - started < 2000) {
     await sleep(20)
-    key = (await store.resolve('x')).key
+    key = (await store.resolve('x', ADMIN)).key
   }
   t.equal(key, other.sha256, `the new version serves after ${Date.now() - started} ms, without any notice`)
   t.ok(Date.now() - started < 1000)

@@ -42,7 +42,7 @@ t.test('upload a PEFT adapter, generate exactly what PEFT generates', async (t) 
   t.equal(r.status, 201, JSON.stringify(r.body))
   t.match(r.body, {
     id: 'dog', version: 1, num_virtual_tokens: 8, num_layers: 5, num_kv_heads: 4, head_dim: 8, dtype: 'F32',
-    format: 'peft', description: 'a dog named Max', owner: 'anonymous', visibility: 'public', source: 'upload',
+    format: 'peft', description: 'a dog named Max', owner: 'anonymous', visibility: 'private', source: 'upload',
   })
   t.match(r.body.sha256, /^[0-9a-f]{64}$/)
   t.equal(r.body.created_at, r.body.updated_at)
@@ -84,8 +84,9 @@ t.test('PUT replaces: a new version, served at once; DELETE removes', async (t) 
   t.not(r.body.created_at, undefined)
   const robot = readExpected(join(robotDir, 'expected.json')).cases[0]
   t.same((await generateIds('dog', robot.prompt, robot.generated_ids.length)).ids, robot.generated_ids, 'the new version')
-  const fresh = await upload(app, 'PUT', '/prefixes/robot', peftFolderFiles(robotDir))
-  t.equal(fresh.status, 201, 'PUT on a new id creates it')
+  const missing = await upload(app, 'PUT', '/prefixes/robot', peftFolderFiles(robotDir))
+  t.equal(missing.status, 404, 'PUT replaces; it does not create (POST does)')
+  t.equal((await upload(app, 'POST', '/prefixes', peftFolderFiles(robotDir), { id: 'robot', visibility: 'public' })).body.visibility, 'public')
   const mismatch = await upload(app, 'PUT', '/prefixes/robot', peftFolderFiles(robotDir), { id: 'other' })
   t.equal(mismatch.status, 422)
 

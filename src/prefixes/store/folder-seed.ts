@@ -25,7 +25,11 @@ export interface SeedResult {
   skipped: Map<string, Error>
 }
 
-export function newRecord(id: string, stored: StoredBlob, fields: { description: string; source: PrefixRecord['source'] }): PrefixRecord {
+export function newRecord(
+  id: string,
+  stored: StoredBlob,
+  fields: { description: string; source: PrefixRecord['source']; owner?: string; visibility?: PrefixRecord['visibility'] },
+): PrefixRecord {
   const now = new Date().toISOString()
   return {
     id,
@@ -39,8 +43,9 @@ export function newRecord(id: string, stored: StoredBlob, fields: { description:
     bytes: stored.blob.length,
     format: stored.format,
     description: fields.description,
-    owner: DEFAULT_OWNER,
-    visibility: 'public',
+    // Folder imports are the operator's: public, changed by admins only.
+    owner: fields.owner ?? DEFAULT_OWNER,
+    visibility: fields.visibility ?? 'public',
     source: fields.source,
     created_at: now,
     updated_at: now,

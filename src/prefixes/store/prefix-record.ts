@@ -20,14 +20,17 @@ export interface PrefixRecord {
   /** The uploaded format; both are stored as the native file. */
   format: 'peft' | 'native'
   description: string
-  /** Kept for the tenants issue: every prefix has an owner and a visibility. */
+  /** The tenant that uploaded it (folder imports: DEFAULT_OWNER). */
   owner: string
-  visibility: 'public'
+  /** private: its owner (and admins) only; public: every tenant may generate with it. */
+  visibility: Visibility
   /** 'folder': registered from PREFIX_DIR at start-up; 'upload': through the API (an upload wins over a folder). */
   source: 'upload' | 'folder'
   created_at: string
   updated_at: string
 }
+
+export type Visibility = 'public' | 'private'
 
 export const DEFAULT_OWNER = 'anonymous'
 

@@ -19,11 +19,16 @@ import { isValidPrefixId } from '../prefix-folder.js'
 import { assertPrefixFitsModel } from '../shape-check.js'
 import { EnginePrefixCache, type PrefixSink } from './engine-prefix-cache.js'
 import { newRecord, seedFromFolder, type SeedLogger } from './folder-seed.js'
-import type { PrefixIndex, PrefixRecord, ResolvedPrefix } from './prefix-record.js'
+import type { Principal } from '../../auth/api-keys.js'
+import { canSee, modifiableOrRefused, visibleOrMissing } from './prefix-access.js'
+import type { PrefixIndex, PrefixRecord, ResolvedPrefix, Visibility } from './prefix-record.js'
+import { assertWithinQuota, type TenantQuota } from './tenant-quota.js'
 import { parseUpload, toStoredBlob, type UploadedFile } from './upload-conversion.js'
 
 export interface PrefixStoreOptions {
   index: PrefixIndex
+  /** Per-tenant storage limits (admins are not limited). */
+  quota: TenantQuota
   spec: ModelSpec
   sink: PrefixSink
   /** The folder whose sub-folders are registered at start-up. */
@@ -37,6 +42,8 @@ export interface PrefixStoreOptions {
 export interface Upload {
   files: UploadedFile[]
   description?: string
+  /** Default: private for a new prefix, unchanged for a replacement. */
+  visibility?: Visibility
 }
 
 function resolved(record: PrefixRecord): ResolvedPrefix {
@@ -94,23 +101,35 @@ export class PrefixStore {
     return { bytes: this.cache.bytes, prefixes: this.cache.size, budget: this.cache.budgetBytes, ids: this.current.size }
   }
 
-  /** POST: a new id. */
-  create(id: string, upload: Upload): Promise<PrefixRecord> {
-    return this.write(id, upload, 'create').then((r) => r.record)
+  /** POST: a new id, owned by the caller. */
+  create(id: string, upload: Upload, principal: Principal): Promise<PrefixRecord> {
+    return this.write(id, upload, principal, null)
   }
 
-  /** PUT: a new version of the id (or its first). */
-  replace(id: string, upload: Upload): Promise<{ record: PrefixRecord; created: boolean }> {
-    return this.write(id, upload, 'upsert')
+  /**
+   * PUT: a new version of an existing id. A missing id is 404 (not created),
+   * so that another tenant's private prefix answers exactly like a missing one.
+   */
+  async replace(id: string, upload: Upload, principal: Principal): Promise<PrefixRecord> {
+    const existing = modifiableOrRefused(principal, id, isValidPrefixId(id) ? await this.opts.index.get(id) : null)
+    return this.write(id, upload, principal, existing)
   }
 
-  private async write(id: string, upload: Upload, mode: 'create' | 'upsert'): Promise<{ record: PrefixRecord; created: boolean }> {
+  private async write(id: string, upload: Upload, principal: Principal, existing: PrefixRecord | null): Promise<PrefixRecord> {
     if (!isValidPrefixId(id)) throw new PrefixNotFoundError(id)
     // Everything is validated before the index or the disk sees a byte.
     const loaded = parseUpload(upload.files, this.opts.maxFileBytes)
     const stored = toStoredBlob(loaded, this.opts.spec, id)
-    const record = newRecord(id, stored, { description: upload.description ?? '', source: 'upload' })
-    const outcome = await this.opts.index.commit(record, stored.blob, mode)
+    // A replacement keeps its owner (an admin replacing a tenant's prefix does not take it).
+    const owner = existing?.owner ?? principal.tenant
+    if (principal.role !== 'admin') await assertWithinQuota(this.opts.index, owner, id, stored.blob.length, this.opts.quota)
+    const record = newRecord(id, stored, {
+      description: upload.description ?? existing?.description ?? '',
+      source: 'upload',
+      owner,
+      visibility: upload.visibility ?? existing?.visibility ?? 'private',
+    })
+    const outcome = await this.opts.index.commit(record, stored.blob, existing === null ? 'create' : 'upsert')
     if (outcome.status === 'exists') {
       throw new PrefixExistsError(`prefix '${id}' exists (version ${outcome.record.version}); replace it with PUT /prefixes/${id}`)
     }
@@ -120,44 +139,54 @@ export class PrefixStore {
     // The uploading replica has the floats already: hand them to the engine now.
     this.cache.admit(outcome.record.sha256, loaded.prefix)
     this.remember(outcome.record)
-    return { record: outcome.record, created: outcome.previous === null }
+    return outcome.record
   }
 
-  async remove(id: string): Promise<void> {
-    const removed = isValidPrefixId(id) ? await this.opts.index.remove(id) : null
+  async remove(id: string, principal: Principal): Promise<void> {
+    modifiableOrRefused(principal, id, isValidPrefixId(id) ? await this.opts.index.get(id) : null)
+    const removed = await this.opts.index.remove(id)
     if (removed === null) throw new PrefixNotFoundError(id)
     this.invalidate(id)
   }
 
-  async get(id: string): Promise<PrefixRecord> {
-    const record = isValidPrefixId(id) ? await this.opts.index.get(id) : null
-    if (record === null) throw new PrefixNotFoundError(id)
-    return record
+  async get(id: string, principal: Principal): Promise<PrefixRecord> {
+    return visibleOrMissing(principal, id, isValidPrefixId(id) ? await this.opts.index.get(id) : null)
   }
 
-  /** A page of records ordered by id, and the cursor of the next page (null on the last). */
-  async list(cursor: string | null, limit: number): Promise<{ records: PrefixRecord[]; nextCursor: string | null }> {
-    const records = await this.opts.index.list(cursor, limit + 1)
-    if (records.length <= limit) return { records, nextCursor: null }
-    return { records: records.slice(0, limit), nextCursor: records[limit - 1].id }
+  /**
+   * A page of the records the caller may see, ordered by id, and the cursor
+   * of the next page (null on the last). Pages of others' private prefixes
+   * are skipped over, so a page is full unless it is the last.
+   */
+  async list(cursor: string | null, limit: number, principal: Principal): Promise<{ records: PrefixRecord[]; nextCursor: string | null }> {
+    const records: PrefixRecord[] = []
+    let after = cursor
+    for (;;) {
+      const page = await this.opts.index.list(after, limit + 1)
+      for (const r of page) if (canSee(principal, r)) records.push(r)
+      if (records.length > limit) return { records: records.slice(0, limit), nextCursor: records[limit - 1].id }
+      if (page.length <= limit) return { records, nextCursor: null }
+      after = page[page.length - 1].id
+    }
   }
 
   /** The stored native file of the id's current version. */
-  async download(id: string): Promise<{ record: PrefixRecord; blob: Buffer }> {
-    const record = await this.get(id)
+  async download(id: string, principal: Principal): Promise<{ record: PrefixRecord; blob: Buffer }> {
+    const record = await this.get(id, principal)
     const blob = await this.opts.index.readBlob(record.sha256)
     if (blob === null) throw new PrefixNotFoundError(id)
     return { record, blob }
   }
 
   /** The engine key of the id's current version, materializing it in the engine when needed. */
-  async resolve(id: string): Promise<ResolvedPrefix> {
+  async resolve(id: string, principal: Principal): Promise<ResolvedPrefix> {
     if (!isValidPrefixId(id)) throw new PrefixNotFoundError(id)
     const known = this.current.get(id)
-    if (known !== undefined && this.cache.touch(known.sha256)) return resolved(known)
+    if (known !== undefined && this.cache.touch(known.sha256)) return resolved(visibleOrMissing(principal, id, known))
     const generation = this.generation
     const record = await this.opts.index.get(id)
     if (record === null) throw this.skipped.get(id) ?? new PrefixNotFoundError(id)
+    visibleOrMissing(principal, id, record)
     await this.materialize(record)
     // A read that raced a change is used once but not remembered.
     if (generation === this.generation) this.remember(record)

@@ -26,12 +26,12 @@ export const openAIModelRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/models',
     { schema: { summary: 'The base model and the prefixes usable as `model`', tags: ['OpenAI'], response: { 200: ModelList, ...openAIErrorResponses } } },
-    async () => {
+    async (request) => {
       const data = [base()]
-      // The store decides what a caller may see (every prefix is public until tenants' visibility lands there).
+      // The store decides what a caller may see: its own prefixes and public ones.
       let cursor: string | null = null
       do {
-        const page: Awaited<ReturnType<FastifyInstance['prefixStore']['list']>> = await app.prefixStore.list(cursor, PAGE)
+        const page: Awaited<ReturnType<FastifyInstance['prefixStore']['list']>> = await app.prefixStore.list(cursor, PAGE, request.principal)
         for (const r of page.records) if (r.id !== app.modelId) data.push(asModel(r))
         cursor = page.nextCursor
       } while (cursor !== null && data.length < MAX_LISTED)
@@ -49,6 +49,6 @@ export const openAIModelRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: ModelObject, ...openAIErrorResponses },
       },
     },
-    async (request) => (request.params.model === app.modelId ? base() : asModel(await app.prefixStore.get(request.params.model))),
+    async (request) => (request.params.model === app.modelId ? base() : asModel(await app.prefixStore.get(request.params.model, request.principal))),
   )
 }

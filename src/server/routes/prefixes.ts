@@ -15,7 +15,7 @@ import type { UploadedFile } from '../../prefixes/store/upload-conversion.js'
 import { IdParams, ListQuery, PrefixList, PrefixMetadata, storeErrors } from '../schemas/prefixes.js'
 
 const MAX_DESCRIPTION_CHARS = 1024
-const UPLOAD_FIELDS = new Set(['id', 'description'])
+const UPLOAD_FIELDS = new Set(['id', 'description', 'visibility'])
 
 interface ParsedUpload extends Upload {
   id?: string
@@ -43,7 +43,7 @@ async function readUpload(request: FastifyRequest, maxFileBytes: number): Promis
       continue
     }
     if (!UPLOAD_FIELDS.has(part.fieldname)) {
-      throw new ValidationError(`unknown field '${part.fieldname}'; an upload has file parts and the fields id and description`)
+      throw new ValidationError(`unknown field '${part.fieldname}'; an upload has file parts and the fields id, description and visibility`)
     }
     if (part.valueTruncated) throw new ValidationError(`field '${part.fieldname}' is too long`)
     fields[part.fieldname] = String(part.value)
@@ -55,6 +55,12 @@ async function readUpload(request: FastifyRequest, maxFileBytes: number): Promis
   if (files.length === 0) throw new ValidationError('the upload has no files: send a PEFT adapter (adapter_config.json + adapter_model.safetensors) or prefix.safetensors')
   const upload: ParsedUpload = { files }
   if (description !== undefined) upload.description = description
+  if (fields.visibility !== undefined) {
+    if (fields.visibility !== 'public' && fields.visibility !== 'private') {
+      throw new ValidationError(`visibility must be public or private, not ${JSON.stringify(fields.visibility)}`)
+    }
+    upload.visibility = fields.visibility
+  }
   if (fields.id !== undefined) upload.id = fields.id
   return upload
 }
@@ -78,7 +84,7 @@ export const prefixRoutes: FastifyPluginAsyncTypebox = async (app) => {
     { schema: { summary: 'Upload a new prefix (multipart: PEFT adapter files or prefix.safetensors, id, description)', response: { 201: PrefixMetadata, ...storeErrors } } },
     async (request, reply) => {
       const upload = await readUpload(request, maxFileBytes)
-      const record = await app.prefixStore.create(checkId(upload.id), upload)
+      const record = await app.prefixStore.create(checkId(upload.id), upload, request.principal)
       return reply.code(201).send(record)
     },
   )
@@ -87,9 +93,9 @@ export const prefixRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/prefixes/:id',
     {
       schema: {
-        summary: 'Store a new version of a prefix (or its first); requests already running keep the old one',
+        summary: 'Store a new version of an existing prefix; requests already running keep the old one',
         params: IdParams,
-        response: { 200: PrefixMetadata, 201: PrefixMetadata, ...storeErrors },
+        response: { 200: PrefixMetadata, ...storeErrors },
       },
     },
     async (request, reply) => {
@@ -97,8 +103,8 @@ export const prefixRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (upload.id !== undefined && upload.id !== request.params.id) {
         throw new ValidationError(`the field id '${upload.id}' differs from the URL's '${request.params.id}'; leave it out`)
       }
-      const { record, created } = await app.prefixStore.replace(request.params.id, upload)
-      return reply.code(created ? 201 : 200).send(record)
+      const record = await app.prefixStore.replace(request.params.id, upload, request.principal)
+      return reply.code(200).send(record)
     },
   )
 
@@ -107,7 +113,7 @@ export const prefixRoutes: FastifyPluginAsyncTypebox = async (app) => {
     { schema: { summary: 'List prefixes by id, a page at a time', querystring: ListQuery, response: { 200: PrefixList, ...storeErrors } } },
     async (request) => {
       const limit = request.query.limit === undefined ? 100 : Number(request.query.limit)
-      const { records, nextCursor } = await app.prefixStore.list(request.query.cursor ?? null, limit)
+      const { records, nextCursor } = await app.prefixStore.list(request.query.cursor ?? null, limit, request.principal)
       return { prefixes: records, next_cursor: nextCursor }
     },
   )
@@ -115,7 +121,7 @@ export const prefixRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/prefixes/:id',
     { schema: { summary: "A prefix's metadata", params: IdParams, response: { 200: PrefixMetadata, ...storeErrors } } },
-    async (request) => app.prefixStore.get(request.params.id),
+    async (request) => app.prefixStore.get(request.params.id, request.principal),
   )
 
   app.get(
@@ -128,7 +134,7 @@ export const prefixRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const { record, blob } = await app.prefixStore.download(request.params.id)
+      const { record, blob } = await app.prefixStore.download(request.params.id, request.principal)
       const etag = `"${record.sha256}"`
       void reply.header('etag', etag)
       if (request.headers['if-none-match'] === etag) return reply.code(304).send(null)
@@ -144,7 +150,7 @@ export const prefixRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/prefixes/:id',
     { schema: { summary: 'Delete a prefix; requests already running finish on it', params: IdParams, response: { 204: Type.Null(), ...storeErrors } } },
     async (request, reply) => {
-      await app.prefixStore.remove(request.params.id)
+      await app.prefixStore.remove(request.params.id, request.principal)
       return reply.code(204).send(null)
     },
   )

@@ -25,6 +25,8 @@ export const ErrorBody = Type.Object(
 /** The error statuses every route may answer with. */
 export const errorResponses = {
   400: ErrorBody,
+  401: ErrorBody,
+  403: ErrorBody,
   404: ErrorBody,
   413: ErrorBody,
   415: ErrorBody,

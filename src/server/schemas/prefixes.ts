@@ -19,8 +19,8 @@ export const PrefixMetadata = Type.Object(
     bytes: Type.Integer({ description: 'Size of the stored native file.' }),
     format: Type.Union([Type.Literal('peft'), Type.Literal('native')], { description: 'The uploaded format.' }),
     description: Type.String(),
-    owner: Type.String(),
-    visibility: Type.String(),
+    owner: Type.String({ description: 'The tenant that uploaded it.' }),
+    visibility: Type.Enum(['public', 'private'], { description: 'private: its owner only; public: every tenant may generate with it.' }),
     source: Type.Union([Type.Literal('upload'), Type.Literal('folder')]),
     created_at: Type.String({ description: 'ISO 8601, UTC.' }),
     updated_at: Type.String({ description: 'ISO 8601, UTC: when this version was stored.' }),
@@ -50,12 +50,15 @@ export type IdParamsT = Static<typeof IdParams>
 /** The statuses every /prefixes route may answer with besides its own. */
 export const storeErrors = {
   400: ErrorBody,
+  401: ErrorBody,
+  403: ErrorBody,
   404: ErrorBody,
   406: ErrorBody,
   409: ErrorBody,
   413: ErrorBody,
   415: ErrorBody,
   422: ErrorBody,
+  429: ErrorBody,
   500: ErrorBody,
   503: ErrorBody,
 }
