@@ -79,6 +79,10 @@ t.test('GET /openapi.json is a valid OpenAPI 3 document listing every route', as
   }
   const error = (doc.paths['/v1/completions']!.post!.responses['404'] as OpenAPIV3.ResponseObject).content!['application/json'].schema
   t.match(JSON.stringify(error), /"message"/, 'OpenAI error shape on /v1')
+  for (const path of ['/v1/completions', '/v1/chat/completions']) {
+    const ok = doc.paths[path]!.post!.responses['200'] as OpenAPIV3.ResponseObject
+    t.same(Object.keys(ok.content!).sort(), ['application/json', 'text/event-stream'], `${path}: JSON, or events when streamed`)
+  }
 })
 
 t.test('the browsable UI at /docs', async (t) => {

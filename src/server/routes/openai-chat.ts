@@ -12,7 +12,7 @@ import { nowSeconds, prepareChoices, toGenerateBody } from '../openai/generate-r
 import { chatLogprobs } from '../openai/logprobs.js'
 import { streamAnswer } from '../openai/stream.js'
 import { checkChatFields } from '../openai/unsupported-fields.js'
-import { ChatBody, ChatResponse, openAIErrorResponses } from '../schemas/openai.js'
+import { ChatBody, ChatResponse, jsonOrEventStream, openAIErrorResponses } from '../schemas/openai.js'
 import { clientGone } from './generate.js'
 import { usage } from './openai-completions.js'
 
@@ -29,7 +29,7 @@ export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = as
         summary: "OpenAI-compatible chat completion, through the model's chat template (streamed when stream is true)",
         tags: ['OpenAI'],
         body: ChatBody,
-        response: { 200: ChatResponse, ...openAIErrorResponses },
+        response: { 200: jsonOrEventStream(ChatResponse, 'chat.completion.chunk'), ...openAIErrorResponses },
       },
     },
     async (request, reply) => {

@@ -10,7 +10,7 @@ import { nowSeconds, prepareChoices, toGenerateBody } from '../openai/generate-r
 import { completionLogprobs } from '../openai/logprobs.js'
 import { streamAnswer } from '../openai/stream.js'
 import { checkCompletionFields } from '../openai/unsupported-fields.js'
-import { CompletionBody, CompletionResponse, openAIErrorResponses } from '../schemas/openai.js'
+import { CompletionBody, CompletionResponse, jsonOrEventStream, openAIErrorResponses } from '../schemas/openai.js'
 import { clientGone } from './generate.js'
 
 /** OpenAI's default max_tokens for completions. */
@@ -24,7 +24,7 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
         summary: 'OpenAI-compatible text completion (streamed as server-sent events when stream is true)',
         tags: ['OpenAI'],
         body: CompletionBody,
-        response: { 200: CompletionResponse, ...openAIErrorResponses },
+        response: { 200: jsonOrEventStream(CompletionResponse, 'text_completion'), ...openAIErrorResponses },
       },
     },
     async (request, reply) => {

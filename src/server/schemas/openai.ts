@@ -186,3 +186,17 @@ export const openAIErrorResponses = {
   503: OpenAIErrorBody,
   504: OpenAIErrorBody,
 }
+
+/**
+ * A 200 that is JSON, or server-sent events when the request says stream:
+ * both documented, so OpenAPI readers see the streamed form too.
+ */
+export function jsonOrEventStream<T extends TSchema>(schema: T, chunk: string) {
+  return {
+    description: `JSON; with "stream": true, server-sent events of ${chunk} objects ending with data: [DONE]`,
+    content: {
+      'application/json': { schema },
+      'text/event-stream': { schema: Type.String({ description: `data: {${chunk}} lines, then data: [DONE]` }) },
+    },
+  }
+}
