@@ -12,7 +12,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { CancelledError, errorTypeOf, PromptTooLongError, ValidationError, type RemoteError } from '../errors.js'
 import { epochMs } from '../metrics/clock.js'
 import type { Principal } from '../auth/api-keys.js'
-import type { ResolvedPrefix } from '../prefixes/folder-catalog.js'
+import type { ResolvedPrefix } from '../prefixes/store/prefix-record.js'
 import type { GenerateBodyT } from './schemas/generate.js'
 
 export interface PrefixResolver {
