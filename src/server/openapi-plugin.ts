@@ -30,8 +30,16 @@ export const openAPIPlugin = fp<OpenAPIPluginOptions>(
           { name: 'OpenAI', description: 'OpenAI-compatible API: `model` is the base model or a prefix id.' },
         ],
         components: {
-          securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key, where the server is configured with keys.' } },
+          securitySchemes: {
+            bearerAuth: {
+              type: 'http',
+              scheme: 'bearer',
+              description: 'An API key (prefixd keys new), where the server is configured with keys. /health, /ready, /info, /metrics and these docs need none.',
+            },
+          },
         },
+        // Lets the /docs page send a key with every try-out request.
+        security: [{ bearerAuth: [] }],
       },
     })
     await app.register(swaggerUi, { routePrefix: '/docs' })
