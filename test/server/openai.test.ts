@@ -58,6 +58,7 @@ t.test('completions: greedy with the dog-max prefix equals PEFT, with usage and 
     t.equal(lp.tokens!.length, c.generated_ids.length)
     t.equal(lp.tokens!.join('').trim(), c.generated_text)
     t.ok(lp.token_logprobs!.every((x) => x <= 0 && Number.isFinite(x)))
+    t.ok(lp.token_logprobs!.some((x) => x < -1e-3), 'log probabilities are computed when asked for')
     t.same(lp.top_logprobs![0], { [lp.tokens![0]]: lp.token_logprobs![0] }, 'top_logprobs holds the chosen token')
     t.equal(lp.text_offset![0], 0)
   }

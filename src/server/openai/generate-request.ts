@@ -38,8 +38,16 @@ export function toGenerateBody(app: FastifyInstance, body: SamplingBody, inputs:
  * Prepares the request once and derives the n choices from it. The caller's
  * identity reaches the generation service here, and only here, for every /v1 route.
  */
-export async function prepareChoices(app: FastifyInstance, request: FastifyRequest, body: GenerateBodyT, n: number): Promise<PreparedRequest[]> {
+export async function prepareChoices(
+  app: FastifyInstance,
+  request: FastifyRequest,
+  body: GenerateBodyT,
+  n: number,
+  wantLogprobs: boolean,
+): Promise<PreparedRequest[]> {
   const first = await app.generation.prepare(body, request.principal)
+  // A logprob costs a log-sum-exp over the vocabulary per token: only when asked for.
+  first.params.logprobs = wantLogprobs
   return Array.from({ length: n }, (_, i) =>
     i === 0 ? first : { ...first, params: { ...first.params, seed: (first.params.seed + i) % Number.MAX_SAFE_INTEGER } },
   )

@@ -44,10 +44,11 @@ export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = as
       }
       const prompt = chatTemplate.render(body.messages)
       const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? null
-      const choices = await prepareChoices(app as unknown as FastifyInstance, request, toGenerateBody(app as unknown as FastifyInstance, body, prompt, maxTokens), body.n ?? 1)
+      const top = body.logprobs === true ? (body.top_logprobs ?? 0) : -1
+      const generateBody = toGenerateBody(app as unknown as FastifyInstance, body, prompt, maxTokens)
+      const choices = await prepareChoices(app as unknown as FastifyInstance, request, generateBody, body.n ?? 1, top >= 0)
       const id = `chatcmpl-${randomUUID()}`
       const created = nowSeconds()
-      const top = body.logprobs === true ? (body.top_logprobs ?? 0) : -1
       const promptTokens = choices[0].promptIds.length
 
       if (body.stream === true) {

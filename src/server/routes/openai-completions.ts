@@ -32,12 +32,12 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
       checkCompletionFields(body)
       const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]
       const generateBody = toGenerateBody(app as unknown as FastifyInstance, body, prompt, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS)
-      const choices = await prepareChoices(app as unknown as FastifyInstance, request, generateBody, body.n ?? 1)
+      const withLogprobs = body.logprobs != null
+      const choices = await prepareChoices(app as unknown as FastifyInstance, request, generateBody, body.n ?? 1, withLogprobs)
       const echo = body.echo === true ? prompt : ''
       const id = `cmpl-${randomUUID()}`
       const created = nowSeconds()
       const promptTokens = choices[0].promptIds.length
-      const withLogprobs = body.logprobs != null
 
       if (body.stream === true) {
         return streamAnswer(request, reply, async (send, signal) => {
