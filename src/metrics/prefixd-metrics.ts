@@ -77,6 +77,19 @@ export class PrefixdMetrics {
     return prefix
   }
 
+  private readonly scrapeHooks: Array<() => void> = []
+
+  /** Runs `fn` before every scrape, to set gauges that are cheaper to read than to track. */
+  onScrape(fn: () => void): void {
+    this.scrapeHooks.push(fn)
+  }
+
+  /** The exposition text, after the scrape hooks ran. */
+  async scrape(): Promise<string> {
+    for (const fn of this.scrapeHooks) fn()
+    return this.registry.metrics()
+  }
+
   /** A deleted prefix's series go with it. */
   forgetPrefix(prefixId: string): void {
     this.guard.forget(prefixId)

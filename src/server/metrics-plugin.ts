@@ -25,7 +25,7 @@ export const metricsPlugin = fp<{ prefixLabelLimit: number }>(
     app.decorate('metrics', metrics)
     app.get('/metrics', async (_request, reply) => {
       void reply.header('content-type', metrics.registry.contentType)
-      return metrics.registry.metrics()
+      return metrics.scrape()
     })
     app.addHook('onReady', async () => {
       const update = (s: EngineStats) => {

@@ -18,8 +18,22 @@ export const storePlugin = fp(
     const log = app.log.child({ component: 'prefix-store' })
     const store = await openPrefixStore(app.config, app.engine.spec, app.engine, log)
     app.decorate('prefixStore', store)
+    const { metrics } = app
+    store.onCacheEvent = (event) => {
+      if (event === 'hit') metrics.cacheHits.inc()
+      else if (event === 'miss') metrics.cacheMisses.inc()
+      else metrics.cacheEvictions.inc()
+    }
+    // The cache gauges are read when Prometheus scrapes, not kept up to date.
+    metrics.onScrape(() => {
+      const stats = store.cacheStats()
+      metrics.cachedPrefixes.set(stats.prefixes)
+      metrics.cacheBytes.set(stats.bytes)
+    })
+    const engineReason = app.notReadyReason
+    app.notReadyReason = () => engineReason.call(app) ?? (store.reachable ? null : 'the prefix index (Redis) is unreachable')
     app.log.info({ index: store.kind }, 'prefix store open')
     app.addHook('onClose', async () => store.close())
   },
-  { name: 'prefixd-store', dependencies: ['prefixd-engine'] },
+  { name: 'prefixd-store', dependencies: ['prefixd-engine', 'prefixd-metrics'] },
 )

@@ -118,6 +118,9 @@ t.test('Redis killed under load and restarted', async (t) => {
   t.match(refused.body.error, /Redis/)
   t.equal((await a.inject({ method: 'GET', url: '/prefixes' })).statusCode, 503)
   t.ok(Date.now() - started < 3000, `the failures took ${Date.now() - started} ms, not a hang`)
+  const notReady = await a.inject({ method: 'GET', url: '/ready' })
+  t.equal(notReady.statusCode, 503, 'not ready while Redis is away')
+  t.match(notReady.json().error, /Redis/)
   for (const r of await Promise.all(load)) t.equal(r.status, 200, 'requests running through the outage finish')
 
   await redis.restart()
@@ -125,6 +128,12 @@ t.test('Redis killed under load and restarted', async (t) => {
   t.equal(back.value.status, 200, `B recovered ${back.ms} ms after the restart, without restarting itself`)
   const again = await until(() => upload(a, 'POST', '/prefixes', adapter(5), { id: 'after' }), (r) => r.status === 201, 10_000)
   t.equal(again.value.status, 201, 'A accepts uploads again')
+  t.equal((await a.inject({ method: 'GET', url: '/ready' })).statusCode, 200, 'ready again')
+  const metrics = (await b.inject({ method: 'GET', url: '/metrics' })).body
+  t.match(metrics, /prefixd_prefix_cache_hits_total [1-9]/, 'cache hits counted')
+  t.match(metrics, /prefixd_prefix_cache_misses_total [1-9]/, 'cache misses counted')
+  t.match(metrics, /prefixd_prefix_cache_entries [1-9]/)
+  t.match((await a.inject({ method: 'GET', url: '/metrics' })).body, /prefixd_prefix_uploads_total\{outcome="store_unavailable"\} 1/)
   const list = (await b.inject({ method: 'GET', url: '/prefixes' })).json() as { prefixes: Array<{ id: string }> }
   t.same(list.prefixes.map((p) => p.id), ['after', 'cold', 'hot', 'p', 'ref-v1', 'ref-v2'], 'nothing uploaded before was lost')
 })

@@ -17,6 +17,11 @@ type Listener = Parameters<PrefixIndex['watch']>[0]
 
 export class EmbeddedIndex implements PrefixIndex {
   readonly kind = 'embedded' as const
+
+  /** A local folder: reachable while the process lives. */
+  reachable(): boolean {
+    return true
+  }
   private readonly records = new Map<string, PrefixRecord>()
   private readonly ids = new SortedIds()
   private seeded: Record<string, string> = {}

@@ -54,6 +54,8 @@ export type CommitOutcome =
 /** The index of prefixes and their blobs; the embedded and the Redis implementations pass one contract suite. */
 export interface PrefixIndex {
   readonly kind: 'embedded' | 'redis'
+  /** Whether the index answers right now (readiness). */
+  reachable(): boolean
   get(id: string): Promise<PrefixRecord | null>
   /** Records for these ids, null where absent, in the same order. */
   getMany(ids: string[]): Promise<Array<PrefixRecord | null>>

@@ -70,6 +70,7 @@ export class PrefixStore {
   private constructor(private readonly opts: PrefixStoreOptions) {
     this.cache = new EnginePrefixCache(opts.sink, opts.cacheBytes)
     this.cache.onEvict = (sha) => {
+      this.onCacheEvent('eviction')
       for (const id of this.idsBySha.get(sha) ?? []) this.current.delete(id)
       this.idsBySha.delete(sha)
     }
@@ -95,6 +96,14 @@ export class PrefixStore {
   get kind(): PrefixIndex['kind'] {
     return this.opts.index.kind
   }
+
+  /** False while the index (Redis) cannot be reached: the server is then not ready. */
+  get reachable(): boolean {
+    return this.opts.index.reachable()
+  }
+
+  /** Told about every cache hit, miss and eviction (for metrics). */
+  onCacheEvent: (event: 'hit' | 'miss' | 'eviction') => void = () => undefined
 
   /** Bytes and count of materialized prefixes held for the engine, the budget, and how many ids point at them. */
   cacheStats(): { bytes: number; prefixes: number; budget: number; ids: number } {
@@ -182,7 +191,10 @@ export class PrefixStore {
   async resolve(id: string, principal: Principal): Promise<ResolvedPrefix> {
     if (!isValidPrefixId(id)) throw new PrefixNotFoundError(id)
     const known = this.current.get(id)
-    if (known !== undefined && this.cache.touch(known.sha256)) return resolved(visibleOrMissing(principal, id, known))
+    if (known !== undefined && this.cache.touch(known.sha256)) {
+      this.onCacheEvent('hit')
+      return resolved(visibleOrMissing(principal, id, known))
+    }
     const generation = this.generation
     const record = await this.opts.index.get(id)
     if (record === null) throw this.skipped.get(id) ?? new PrefixNotFoundError(id)
@@ -215,7 +227,8 @@ export class PrefixStore {
   }
 
   private async materialize(record: PrefixRecord): Promise<void> {
-    if (this.cache.touch(record.sha256)) return
+    if (this.cache.touch(record.sha256)) return this.onCacheEvent('hit')
+    this.onCacheEvent('miss')
     let pending = this.loading.get(record.sha256)
     if (pending === undefined) {
       pending = this.load(record).finally(() => this.loading.delete(record.sha256))

@@ -48,6 +48,11 @@ function unavailable(err: unknown): never {
 
 export class RedisIndex implements PrefixIndex {
   readonly kind = 'redis' as const
+
+  /** ioredis reports 'ready' once connected and until the connection drops. */
+  reachable(): boolean {
+    return this.client.status === 'ready'
+  }
   private readonly keys: string[]
   private readonly blobPrefix: string
   private readonly channel: string

@@ -8,7 +8,7 @@ import multipart from '@fastify/multipart'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import Type from 'typebox'
-import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../../errors.js'
+import { errorTypeOf, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../../errors.js'
 import { isValidPrefixId } from '../../prefixes/prefix-folder.js'
 import type { Upload } from '../../prefixes/store/prefix-store.js'
 import type { UploadedFile } from '../../prefixes/store/upload-conversion.js'
@@ -75,6 +75,17 @@ function checkId(id: string | undefined): string {
 
 export const prefixRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const maxFileBytes = app.config.MAX_PREFIX_FILE_BYTES
+  /** Uploads and replacements by outcome: success, or the error type. */
+  const countUpload = async <T>(write: () => Promise<T>): Promise<T> => {
+    try {
+      const result = await write()
+      app.metrics.uploads.inc({ outcome: 'success' })
+      return result
+    } catch (err) {
+      app.metrics.uploads.inc({ outcome: errorTypeOf((err as { code?: string }).code) })
+      throw err
+    }
+  }
   await app.register(multipart, {
     limits: { fileSize: maxFileBytes, files: 4, fields: 4, parts: 8, fieldSize: 16 * 1024 },
   })
@@ -83,8 +94,10 @@ export const prefixRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/prefixes',
     { schema: { summary: 'Upload a new prefix (multipart: PEFT adapter files or prefix.safetensors, id, description)', response: { 201: PrefixMetadata, ...storeErrors } } },
     async (request, reply) => {
-      const upload = await readUpload(request, maxFileBytes)
-      const record = await app.prefixStore.create(checkId(upload.id), upload, request.principal)
+      const record = await countUpload(async () => {
+        const upload = await readUpload(request, maxFileBytes)
+        return app.prefixStore.create(checkId(upload.id), upload, request.principal)
+      })
       return reply.code(201).send(record)
     },
   )
@@ -99,11 +112,13 @@ export const prefixRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const upload = await readUpload(request, maxFileBytes)
-      if (upload.id !== undefined && upload.id !== request.params.id) {
-        throw new ValidationError(`the field id '${upload.id}' differs from the URL's '${request.params.id}'; leave it out`)
-      }
-      const record = await app.prefixStore.replace(request.params.id, upload, request.principal)
+      const record = await countUpload(async () => {
+        const upload = await readUpload(request, maxFileBytes)
+        if (upload.id !== undefined && upload.id !== request.params.id) {
+          throw new ValidationError(`the field id '${upload.id}' differs from the URL's '${request.params.id}'; leave it out`)
+        }
+        return app.prefixStore.replace(request.params.id, upload, request.principal)
+      })
       return reply.code(200).send(record)
     },
   )
@@ -151,6 +166,8 @@ export const prefixRoutes: FastifyPluginAsyncTypebox = async (app) => {
     { schema: { summary: 'Delete a prefix; requests already running finish on it', params: IdParams, response: { 204: Type.Null(), ...storeErrors } } },
     async (request, reply) => {
       await app.prefixStore.remove(request.params.id, request.principal)
+      // A deleted prefix's metric series go with it.
+      app.metrics.forgetPrefix(request.params.id)
       return reply.code(204).send(null)
     },
   )
