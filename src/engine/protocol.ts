@@ -6,6 +6,7 @@
 import type { FlatError } from '../errors.js'
 import type { ModelSpec } from './model-spec.js'
 import type { PrefixKV } from '../prefixes/prefix-kv.js'
+import type { SamplingParams } from './sampling/sampling-params.js'
 
 export const PROTOCOL_VERSION = 1
 
@@ -20,13 +21,8 @@ export interface EngineOptions {
   maxWaitingPerTenant?: number
 }
 
-export interface GenerationParams {
-  doSample: boolean
-  temperature: number
-  topK: number
-  topP: number
-  repetitionPenalty: number
-  seed: number
+/** Sampling settings plus what ends a request and whose it is. */
+export interface GenerationParams extends SamplingParams {
   maxNewTokens: number
   stop: string[]
   /** Wall-clock time (ms since epoch) after which the request ends with an error. */

@@ -33,16 +33,7 @@ export class BlobFiles {
   async write(sha256: string, data: Uint8Array): Promise<{ created: boolean }> {
     const final = this.pathOf(sha256)
     if ((await this.read(sha256)) !== null) return { created: false }
-    const tmp = join(this.dir, `.${sha256}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
-    const handle = await open(tmp, 'wx')
-    try {
-      await handle.writeFile(data)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(tmp, final)
-    await fsyncDir(this.dir)
+    await writeFileAtomic(final, this.dir, data)
     return { created: true }
   }
 

@@ -4,7 +4,7 @@
  * a response schema for every status.
  */
 import Type, { type Static } from 'typebox'
-import { ErrorBody, PrefixId } from './common.js'
+import { ErrorBody, errorResponses, PrefixId } from './common.js'
 
 export const PrefixMetadata = Type.Object(
   {
@@ -49,16 +49,7 @@ export type IdParamsT = Static<typeof IdParams>
 
 /** The statuses every /prefixes route may answer with besides its own. */
 export const storeErrors = {
-  400: ErrorBody,
-  401: ErrorBody,
-  403: ErrorBody,
-  404: ErrorBody,
+  ...errorResponses,
   406: ErrorBody,
   409: ErrorBody,
-  413: ErrorBody,
-  415: ErrorBody,
-  422: ErrorBody,
-  429: ErrorBody,
-  500: ErrorBody,
-  503: ErrorBody,
 }
