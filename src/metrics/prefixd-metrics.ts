@@ -12,6 +12,8 @@ const SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 export interface RequestObservation {
   /** Prefix ids joined with '+' ('' for the base model). */
   prefix: string
+  /** The calling tenant ('anonymous' when the server runs without keys). */
+  tenant: string
   outcome: string
   promptTokens: number
   generatedTokens: number
@@ -29,9 +31,9 @@ export class PrefixdMetrics {
   readonly timeToFirstToken = this.histogram('prefixd_time_to_first_token_seconds', 'Time from arrival to the first generated token, per prefix.')
   readonly timePerOutputToken = this.histogram('prefixd_time_per_output_token_seconds', 'Mean time between generated tokens after the first, per prefix.')
   readonly queueTime = this.histogram('prefixd_queue_time_seconds', 'Time from arrival to admission into the running batch, per prefix.')
-  readonly requests = new Counter({ name: 'prefixd_requests_total', help: 'Generation requests by prefix and outcome (success, cancelled, or the error type).', labelNames: ['prefix', 'outcome'], registers: [this.registry] })
-  readonly promptTokens = new Counter({ name: 'prefixd_prompt_tokens_total', help: 'Prompt tokens processed, per prefix.', labelNames: ['prefix'], registers: [this.registry] })
-  readonly generatedTokens = new Counter({ name: 'prefixd_generated_tokens_total', help: 'Tokens generated, per prefix.', labelNames: ['prefix'], registers: [this.registry] })
+  readonly requests = new Counter({ name: 'prefixd_requests_total', help: 'Generation requests by prefix and outcome (success, cancelled, or the error type).', labelNames: ['prefix', 'tenant', 'outcome'], registers: [this.registry] })
+  readonly promptTokens = new Counter({ name: 'prefixd_prompt_tokens_total', help: 'Prompt tokens processed, per prefix and tenant.', labelNames: ['prefix', 'tenant'], registers: [this.registry] })
+  readonly generatedTokens = new Counter({ name: 'prefixd_generated_tokens_total', help: 'Tokens generated, per prefix and tenant.', labelNames: ['prefix', 'tenant'], registers: [this.registry] })
   readonly running = this.gauge('prefixd_running_requests', 'Requests in the running batch.')
   readonly waiting = this.gauge('prefixd_waiting_requests', 'Requests waiting for a batch slot.')
   readonly batchSize = this.gauge('prefixd_batch_size', 'Rows in the last forward pass.')
@@ -51,27 +53,35 @@ export class PrefixdMetrics {
     }
     this.perPrefix = [this.requestDuration, this.timeToFirstToken, this.timePerOutputToken, this.queueTime, this.requests, this.promptTokens, this.generatedTokens]
     this.guard = new LabelGuard(prefixLabelLimit, (prefix) => {
-      for (const m of this.perPrefix) m.remove({ prefix })
-      // Counters with more labels keep one series per outcome: drop them all.
-      for (const outcome of this.outcomes) this.requests.remove({ prefix, outcome })
+      // prom-client removes a series by its full label set: drop every one seen.
+      for (const key of this.seen.get(prefix) ?? []) {
+        const [tenant, outcome] = JSON.parse(key) as [string, string]
+        for (const m of this.perPrefix) m.remove({ prefix, tenant })
+        this.requests.remove({ prefix, tenant, outcome })
+      }
+      this.seen.delete(prefix)
     })
   }
 
-  private readonly outcomes = new Set<string>()
+  /** prefix label → the [tenant, outcome] pairs it has series for. */
+  private readonly seen = new Map<string, Set<string>>()
 
   observeRequest(o: RequestObservation): string {
     const prefix = this.guard.label(o.prefix)
-    this.outcomes.add(o.outcome)
-    this.requests.inc({ prefix, outcome: o.outcome })
-    this.promptTokens.inc({ prefix }, o.promptTokens)
-    this.generatedTokens.inc({ prefix }, o.generatedTokens)
+    const tenant = o.tenant
+    let pairs = this.seen.get(prefix)
+    if (pairs === undefined) this.seen.set(prefix, (pairs = new Set()))
+    pairs.add(JSON.stringify([tenant, o.outcome]))
+    this.requests.inc({ prefix, tenant, outcome: o.outcome })
+    this.promptTokens.inc({ prefix, tenant }, o.promptTokens)
+    this.generatedTokens.inc({ prefix, tenant }, o.generatedTokens)
     if (o.outcome !== 'success') return prefix
-    this.requestDuration.observe({ prefix }, o.durationS)
-    if (o.queueS !== undefined) this.queueTime.observe({ prefix }, o.queueS)
+    this.requestDuration.observe({ prefix, tenant }, o.durationS)
+    if (o.queueS !== undefined) this.queueTime.observe({ prefix, tenant }, o.queueS)
     if (o.timeToFirstTokenS !== undefined) {
-      this.timeToFirstToken.observe({ prefix }, o.timeToFirstTokenS)
+      this.timeToFirstToken.observe({ prefix, tenant }, o.timeToFirstTokenS)
       if (o.generatedTokens > 1) {
-        this.timePerOutputToken.observe({ prefix }, (o.durationS - o.timeToFirstTokenS) / (o.generatedTokens - 1))
+        this.timePerOutputToken.observe({ prefix, tenant }, (o.durationS - o.timeToFirstTokenS) / (o.generatedTokens - 1))
       }
     }
     return prefix
@@ -96,7 +106,7 @@ export class PrefixdMetrics {
   }
 
   private histogram(name: string, help: string): Histogram<string> {
-    return new Histogram({ name, help, labelNames: ['prefix'], buckets: SECONDS, registers: [this.registry] })
+    return new Histogram({ name, help, labelNames: ['prefix', 'tenant'], buckets: SECONDS, registers: [this.registry] })
   }
 
   private gauge(name: string, help: string): Gauge<string> {

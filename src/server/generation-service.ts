@@ -50,6 +50,7 @@ export interface GenerationResult {
 /** What a finished request reports to metrics and logs. */
 export interface RequestReport {
   log: FastifyBaseLogger
+  tenant: string
   prefixIds: string[]
   promptTokens: number
   generatedTokens: number
@@ -147,6 +148,7 @@ export class GenerationService {
       timings.finishedAt = epochMs()
       this.report({
         log,
+        tenant: req.params.tenant ?? OPEN_PRINCIPAL.tenant,
         prefixIds: req.prefixes.map((p) => p.id),
         promptTokens: req.promptIds.length,
         generatedTokens: tokens.length,

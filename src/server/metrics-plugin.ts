@@ -46,6 +46,7 @@ export function reportRequest(app: FastifyInstance, r: RequestReport): void {
   const t = r.timings
   const prefix = app.metrics.observeRequest({
     prefix: r.prefixIds.length > 0 ? r.prefixIds.join('+') : BASE_MODEL_LABEL,
+    tenant: r.tenant,
     outcome: r.outcome,
     promptTokens: r.promptTokens,
     generatedTokens: r.generatedTokens,
@@ -54,6 +55,7 @@ export function reportRequest(app: FastifyInstance, r: RequestReport): void {
     timeToFirstTokenS: seconds(t.arrivedAt, t.firstTokenAt),
   })
   const line = {
+    tenant: r.tenant,
     prefixId: r.prefixIds,
     metricsLabel: prefix,
     outcome: r.outcome,

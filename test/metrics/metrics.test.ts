@@ -38,13 +38,13 @@ t.test('each prefix histogram counts exactly the requests sent with it', async (
     const sent = workload.filter((w) => w[2] === label)
     const tokens = sent.reduce((n, w) => n + w[1], 0)
     for (const h of ['request_duration_seconds', 'time_to_first_token_seconds', 'queue_time_seconds']) {
-      t.equal(sampleValue(text, `prefixd_${h}_count`, { prefix: label }), sent.length, `${h} ${label}`)
+      t.equal(sampleValue(text, `prefixd_${h}_count`, { prefix: label, tenant: 'anonymous' }), sent.length, `${h} ${label}`)
     }
-    t.equal(sampleValue(text, 'prefixd_requests_total', { prefix: label, outcome: 'success' }), sent.length)
-    t.equal(sampleValue(text, 'prefixd_generated_tokens_total', { prefix: label }), tokens)
-    t.ok(sampleValue(text, 'prefixd_prompt_tokens_total', { prefix: label })! > 0)
+    t.equal(sampleValue(text, 'prefixd_requests_total', { prefix: label, tenant: 'anonymous', outcome: 'success' }), sent.length)
+    t.equal(sampleValue(text, 'prefixd_generated_tokens_total', { prefix: label, tenant: 'anonymous' }), tokens)
+    t.ok(sampleValue(text, 'prefixd_prompt_tokens_total', { prefix: label, tenant: 'anonymous' })! > 0)
   }
-  t.equal(sampleValue(text, 'prefixd_time_per_output_token_seconds_count', { prefix: 'dog-max' }), 3)
+  t.equal(sampleValue(text, 'prefixd_time_per_output_token_seconds_count', { prefix: 'dog-max', tenant: 'anonymous' }), 3)
   t.ok(sampleValue(text, 'prefixd_process_resident_memory_bytes')! > 0, 'default process metrics')
   t.not(sampleValue(text, 'prefixd_running_requests'), undefined)
 })
@@ -69,8 +69,8 @@ t.test('the prefix label is bounded; the most used keep their own series', async
   const r = await generate(['dog-max', 'robot-benny'], 2)
   t.equal(r.statusCode, 200)
   const after = (await app.inject({ method: 'GET', url: '/metrics' })).body
-  t.equal(sampleValue(after, 'prefixd_requests_total', { prefix: OTHER_LABEL, outcome: 'success' }), 1)
-  t.equal(sampleValue(after, 'prefixd_requests_total', { prefix: 'dog-max+robot-benny', outcome: 'success' }), undefined)
+  t.equal(sampleValue(after, 'prefixd_requests_total', { prefix: OTHER_LABEL, tenant: 'anonymous', outcome: 'success' }), 1)
+  t.equal(sampleValue(after, 'prefixd_requests_total', { prefix: 'dog-max+robot-benny', tenant: 'anonymous', outcome: 'success' }), undefined)
 
   const evicted: string[] = []
   const guard = new LabelGuard(2, (l) => evicted.push(l))
@@ -88,11 +88,16 @@ t.test('the prefix label is bounded; the most used keep their own series', async
 
 t.test('forgetting a prefix removes its series from the exposition', async (t) => {
   const m = new PrefixdMetrics(10)
-  m.observeRequest({ prefix: 'gone', outcome: 'success', promptTokens: 3, generatedTokens: 2, durationS: 0.1, queueS: 0.01, timeToFirstTokenS: 0.05 })
-  m.observeRequest({ prefix: 'gone', outcome: 'validation', promptTokens: 3, generatedTokens: 0, durationS: 0.1 })
+  m.observeRequest({ prefix: 'gone', tenant: 'a', outcome: 'success', promptTokens: 3, generatedTokens: 2, durationS: 0.1, queueS: 0.01, timeToFirstTokenS: 0.05 })
+  m.observeRequest({ prefix: 'gone', tenant: 'b', outcome: 'validation', promptTokens: 3, generatedTokens: 0, durationS: 0.1 })
+  m.observeRequest({ prefix: 'kept', tenant: 'a', outcome: 'success', promptTokens: 3, generatedTokens: 2, durationS: 0.1 })
+  const before = await m.registry.metrics()
+  t.match(before, /prefixd_requests_total\{prefix="gone",tenant="b",outcome="validation"\} 1/, 'series per tenant')
   t.match(await m.registry.metrics(), /prefix="gone"/)
   m.forgetPrefix('gone')
-  t.notMatch(await m.registry.metrics(), /prefix="gone"/)
+  const after = await m.registry.metrics()
+  t.notMatch(after, /prefix="gone"/, "every tenant's series of the prefix is gone")
+  t.match(after, /prefix="kept"/)
 })
 
 t.test('a real Prometheus server scrapes prefixd and answers a p50 query', async (t) => {

@@ -50,6 +50,9 @@ t.test('rate limits are per tenant', async (t) => {
   t.equal(limited.statusCode, 429)
   t.equal(limited.json().error_type, 'rate_limited')
   t.equal((await send(keys.light)).statusCode, 200, 'another tenant is not limited by it')
+  const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
+  t.match(metrics, /prefixd_requests_total\{prefix="\(base\)",tenant="heavy",outcome="success"\} 3/, 'metrics are labelled by tenant')
+  t.match(metrics, /prefixd_request_duration_seconds_count\{prefix="\(base\)",tenant="light"\} 1/)
 })
 
 t.test('fair share: a light tenant finishes while a heavy one keeps the queue full', async (t) => {
