@@ -7,8 +7,8 @@
 import { access } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { generateModel } from '../src/models/generate/index.js'
-import { fillNormal, mulberry32 } from '../src/models/generate/prng.js'
-import type { PrefixKV } from '../src/prefixes/prefix-kv.js'
+import { mulberry32 } from '../src/models/generate/prng.js'
+import { randomPrefix } from '../test/helpers/reference-prefix.js'
 
 export const WORKLOAD = {
   streams: 16,
@@ -39,19 +39,7 @@ export async function ensureModel(cacheDir: string, log: (msg: string) => void):
 }
 
 /** A seeded prefix with unit-normal keys and values (the scale of the model's own). */
-export function benchPrefix(dims: KvDims, length: number, seed: number): PrefixKV {
-  const random = mulberry32(seed)
-  const size = dims.numKvHeads * length * dims.headDim
-  const fresh = (): Float32Array => fillNormal(new Float32Array(size), random, 0, 1)
-  return {
-    numVirtualTokens: length,
-    numLayers: dims.numLayers,
-    numKvHeads: dims.numKvHeads,
-    headDim: dims.headDim,
-    keys: Array.from({ length: dims.numLayers }, fresh),
-    values: Array.from({ length: dims.numLayers }, fresh),
-  }
-}
+export const benchPrefix = randomPrefix
 
 /** `count` seeded prompts of `length` ids: BOS, then ids past the special tokens. */
 export function benchPrompts(count: number, length: number, vocabSize: number, bos: number): number[][] {

@@ -11,10 +11,10 @@ import { join } from 'node:path'
 import { EngineClient } from '../../src/engine/engine-client.js'
 import type { EngineOptions } from '../../src/engine/protocol.js'
 import { generateModel, type ModelArch } from '../../src/models/generate/index.js'
-import { fillNormal, mulberry32 } from '../../src/models/generate/prng.js'
 import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
 import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
 import { storiesModelDir, storiesPrefixesDir } from './shared-data.js'
+import { randomPrefix } from './reference-prefix.js'
 
 export interface TestLike {
   teardown(fn: () => unknown): void
@@ -48,19 +48,7 @@ export async function generateTinyModel(dir: string, arch: ModelArch): Promise<s
 }
 
 /** A seeded random prefix for any model shape, unit-normal keys and values. */
-export function seededPrefix(shape: { numLayers: number; numKvHeads: number; headDim: number }, length: number, seed: number): PrefixKV {
-  const random = mulberry32(seed)
-  const size = shape.numKvHeads * length * shape.headDim
-  const fresh = (): Float32Array => fillNormal(new Float32Array(size), random, 0, 1)
-  return {
-    numVirtualTokens: length,
-    numLayers: shape.numLayers,
-    numKvHeads: shape.numKvHeads,
-    headDim: shape.headDim,
-    keys: Array.from({ length: shape.numLayers }, fresh),
-    values: Array.from({ length: shape.numLayers }, fresh),
-  }
-}
+export const seededPrefix = randomPrefix
 
 export async function startFixture(
   t: TestLike,

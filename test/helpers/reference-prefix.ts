@@ -7,7 +7,7 @@ import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
  * normal keys and values: the scale of the model's own keys and values, so
  * the prefix visibly changes the logits.
  */
-export function randomPrefix(dims: ModelDims, length: number, seed: number): PrefixKV {
+export function randomPrefix(dims: Pick<ModelDims, 'numLayers' | 'numKvHeads' | 'headDim'>, length: number, seed: number): PrefixKV {
   const random = mulberry32(seed)
   const size = dims.numKvHeads * length * dims.headDim
   const fresh = (): Float32Array => fillNormal(new Float32Array(size), random, 0, 1)
