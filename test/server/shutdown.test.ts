@@ -4,7 +4,7 @@
  * ends it at once.
  */
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { parseEvents } from '../helpers/sse.js'
