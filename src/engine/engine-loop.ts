@@ -139,7 +139,7 @@ export class EngineLoop {
     this.lastBatchSize = rows.length
     const out = await this.runGuarded(rows, () => this.forward.run(feed))
     if (!out) return
-    this.state = advance(this.state, out.presentKeys, out.presentValues)
+    this.state = advance(this.state, out.presentKeys, out.presentValues, feed.attentionMask)
     rows.forEach((g, r) => events.push(g.step(out.logits, r * this.vocabSize)))
   }
 

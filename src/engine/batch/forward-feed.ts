@@ -47,7 +47,6 @@ export function buildPrefill(shape: KvShape, rows: readonly PrefillRow[]): { fee
   const inputIds = new BigInt64Array(b * seqLen).fill(PAD_ID)
   const positionIds = new BigInt64Array(b * seqLen)
   const attentionMask = new BigInt64Array(b * total)
-  const mask = new Uint8Array(b * total)
   const pastKeys = Array.from({ length: numLayers }, () => new Float32Array(b * H * pastLen * D))
   const pastValues = Array.from({ length: numLayers }, () => new Float32Array(b * H * pastLen * D))
   const nextPosition: number[] = []
@@ -55,8 +54,8 @@ export function buildPrefill(shape: KvShape, rows: readonly PrefillRow[]): { fee
   rows.forEach((row, r) => {
     const P = prefixLength(row)
     const n = row.promptIds.length
-    mask.fill(1, r * total + pastLen - P, r * total + pastLen)
-    mask.fill(1, r * total + total - n, (r + 1) * total)
+    attentionMask.fill(1n, r * total + pastLen - P, r * total + pastLen)
+    attentionMask.fill(1n, r * total + total - n, (r + 1) * total)
     let slot = pastLen - P
     for (const prefix of row.prefixes) {
       const p = prefix.numVirtualTokens
@@ -77,20 +76,23 @@ export function buildPrefill(shape: KvShape, rows: readonly PrefillRow[]): { fee
     }
     nextPosition.push(P + n)
   })
-  for (let i = 0; i < mask.length; i++) attentionMask[i] = BigInt(mask[i])
   return {
     feed: { batch: b, seqLen, pastLen, inputIds, positionIds, attentionMask, pastKeys, pastValues },
-    state: { rowIds: rows.map((r) => r.id), length: total, mask, nextPosition },
+    state: { rowIds: rows.map((r) => r.id), length: total, mask: attentionMask, nextPosition },
   }
 }
 
-/** One decode step: every running row feeds its last token at its next position. */
+/**
+ * One decode step: every running row feeds its last token at its next
+ * position. Its attention mask is the state's plus a column of ones, and
+ * becomes the next state's mask (advance).
+ */
 export function buildDecode(state: KvState, lastTokens: readonly number[]): ForwardFeed {
   const b = state.rowIds.length
   const T = state.length
   const attentionMask = new BigInt64Array(b * (T + 1))
   for (let r = 0; r < b; r++) {
-    for (let t = 0; t < T; t++) attentionMask[r * (T + 1) + t] = BigInt(state.mask[r * T + t])
+    attentionMask.set(state.mask.subarray(r * T, (r + 1) * T), r * (T + 1))
     attentionMask[r * (T + 1) + T] = 1n
   }
   return {

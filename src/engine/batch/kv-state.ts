@@ -4,8 +4,9 @@
  * [rows, length] saying which positions are real. Rows are request ids.
  *
  * While membership does not change, a decode step's `present` outputs become
- * the next step's past as they are (no copy in JavaScript): `advance` only adds
- * a mask column. When rows join or leave, `compact` re-packs every row densely
+ * the next step's past as they are (no copy in JavaScript), and the step's
+ * attention mask becomes the next mask: the mask is kept in the int64 form the
+ * model takes, so nothing is converted per step. When rows join or leave, `compact` re-packs every row densely
  * and right-aligned, which also drops the holes that prefill padding and
  * departed long rows leave behind.
  */
@@ -20,8 +21,8 @@ export interface KvState {
   length: number
   keys: Float32Array[]
   values: Float32Array[]
-  /** mask[r * length + t] = 1 where row r has a real position t. */
-  mask: Uint8Array
+  /** mask[r * length + t] = 1n where row r has a real position t: the model's attention_mask. */
+  mask: BigInt64Array
   /** Position id of each row's next token. */
   nextPosition: number[]
 }
@@ -32,20 +33,20 @@ export function emptyKvState(shape: KvShape): KvState {
     length: 0,
     keys: Array.from({ length: shape.numLayers }, () => new Float32Array(0)),
     values: Array.from({ length: shape.numLayers }, () => new Float32Array(0)),
-    mask: new Uint8Array(0),
+    mask: new BigInt64Array(0),
     nextPosition: [],
   }
 }
 
 /** The runs [start, end) of real positions in one row of a mask. */
-function realRuns(mask: Uint8Array, row: number, length: number): Array<[number, number]> {
+function realRuns(mask: BigInt64Array, row: number, length: number): Array<[number, number]> {
   const runs: Array<[number, number]> = []
   const base = row * length
   let t = 0
   while (t < length) {
-    while (t < length && mask[base + t] === 0) t++
+    while (t < length && mask[base + t] === 0n) t++
     const start = t
-    while (t < length && mask[base + t] === 1) t++
+    while (t < length && mask[base + t] === 1n) t++
     if (t > start) runs.push([start, t])
   }
   return runs
@@ -71,12 +72,12 @@ export function compact(shape: KvShape, sources: RowSource[]): KvState {
     length,
     keys: Array.from({ length: numLayers }, () => new Float32Array(rows * H * length * D)),
     values: Array.from({ length: numLayers }, () => new Float32Array(rows * H * length * D)),
-    mask: new Uint8Array(rows * length),
+    mask: new BigInt64Array(rows * length),
     nextPosition: sources.map((s) => s.state.nextPosition[s.row]),
   }
   sources.forEach((src, r) => {
     const offset = length - realCounts[r]
-    out.mask.fill(1, r * length + offset, (r + 1) * length)
+    out.mask.fill(1n, r * length + offset, (r + 1) * length)
     const T = src.state.length
     for (let layer = 0; layer < numLayers; layer++) {
       for (const [from, to] of [
@@ -97,21 +98,18 @@ export function compact(shape: KvShape, sources: RowSource[]): KvState {
   return out
 }
 
-/** Takes a step's present tensors as the new past; every row gained one real position. */
-export function advance(state: KvState, presentKeys: Float32Array[], presentValues: Float32Array[]): KvState {
-  const rows = state.rowIds.length
-  const T = state.length
-  const mask = new Uint8Array(rows * (T + 1))
-  for (let r = 0; r < rows; r++) {
-    mask.set(state.mask.subarray(r * T, (r + 1) * T), r * (T + 1))
-    mask[r * (T + 1) + T] = 1
-  }
+/**
+ * Takes a decode step's outputs as the new state: its present tensors are the
+ * new past, and its attention mask (the old mask plus a column of ones, see
+ * buildDecode) is the new mask.
+ */
+export function advance(state: KvState, presentKeys: Float32Array[], presentValues: Float32Array[], stepMask: BigInt64Array): KvState {
   return {
     rowIds: state.rowIds,
-    length: T + 1,
+    length: state.length + 1,
     keys: presentKeys,
     values: presentValues,
-    mask,
+    mask: stepMask,
     nextPosition: state.nextPosition.map((p) => p + 1),
   }
 }
