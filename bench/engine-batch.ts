@@ -3,7 +3,7 @@
  * once, timed from the first submit to the last finished token.
  */
 import type { EngineClient } from '../src/engine/engine-client.js'
-import type { GenerationParams } from '../src/engine/protocol.js'
+import { greedyParams } from '../test/helpers/engine-params.js'
 
 export interface BatchRow {
   promptIds: number[]
@@ -15,19 +15,6 @@ export interface Throughput {
   seconds: number
 }
 
-export function greedyParams(maxNewTokens: number): GenerationParams {
-  return {
-    doSample: false,
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    repetitionPenalty: 1,
-    seed: 0,
-    maxNewTokens,
-    stop: [],
-    deadline: Date.now() + 3_600_000,
-  }
-}
 
 export function runEngineBatch(engine: EngineClient, rows: readonly BatchRow[], newTokens: number): Promise<Throughput> {
   const started = performance.now()

@@ -14,7 +14,7 @@ import { Generation } from '../src/engine/generation.js'
 import { loadModel } from '../src/engine/loaded-model.js'
 import { TokenSampler } from '../src/engine/sampling/sampler.js'
 import type { PrefixKV } from '../src/prefixes/prefix-kv.js'
-import { greedyParams } from './engine-batch.js'
+import { greedyParams } from '../test/helpers/engine-params.js'
 
 export interface StepProfile {
   tokens: number

@@ -6,7 +6,7 @@
 import type { Config } from '../config/schema.js'
 import type { EngineClient } from '../engine/engine-client.js'
 import type { FinishReason, GenerationParams, TokenEvent } from '../engine/protocol.js'
-import { randomSeed } from '../engine/sampling/rng.js'
+import { normalizeSamplingParams } from '../engine/sampling/sampling-params.js'
 import type { TextTokenizer } from '../engine/tokenizer.js'
 import type { FastifyBaseLogger } from 'fastify'
 import { CancelledError, errorTypeOf, PromptTooLongError, ValidationError, type RemoteError } from '../errors.js'
@@ -112,7 +112,14 @@ export class GenerationService {
     }
     // As TGI: any active warper turns sampling on, whatever do_sample says.
     const warpers = (p.temperature != null && p.temperature !== 1) || p.top_k != null || (p.top_p != null && p.top_p < 1)
-    const doSample = (p.do_sample ?? false) || warpers
+    const sampling = normalizeSamplingParams({
+      doSample: (p.do_sample ?? false) || warpers,
+      temperature: p.temperature ?? undefined,
+      topK: p.top_k ?? undefined,
+      topP: p.top_p ?? undefined,
+      repetitionPenalty: p.repetition_penalty ?? undefined,
+      seed: p.seed ?? undefined,
+    })
     return {
       arrivedAt,
       promptIds,
@@ -120,12 +127,7 @@ export class GenerationService {
       details: p.details ?? false,
       returnFullText: p.return_full_text ?? false,
       params: {
-        doSample,
-        temperature: p.temperature ?? 1,
-        topK: p.top_k ?? 0,
-        topP: p.top_p ?? 1,
-        repetitionPenalty: p.repetition_penalty ?? 1,
-        seed: p.seed ?? randomSeed(),
+        ...sampling,
         maxNewTokens,
         stop,
         deadline: Date.now() + config.REQUEST_TIMEOUT_MS,

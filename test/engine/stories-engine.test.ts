@@ -8,19 +8,10 @@ import { join } from 'node:path'
 import { EngineClient } from '../../src/engine/engine-client.js'
 import type { GenerationParams, TokenEvent } from '../../src/engine/protocol.js'
 import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
+import { greedyParams } from '../helpers/engine-params.js'
 import { readExpected, storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
 
-const greedy = (maxNewTokens: number): GenerationParams => ({
-  doSample: false,
-  temperature: 1,
-  topK: 0,
-  topP: 1,
-  repetitionPenalty: 1,
-  seed: 0,
-  maxNewTokens,
-  stop: [],
-  deadline: Date.now() + 600_000,
-})
+const greedy = greedyParams
 
 function generate(engine: EngineClient, promptIds: number[], prefixKeys: string[], params: GenerationParams) {
   return new Promise<TokenEvent[]>((resolve, reject) => {

@@ -99,13 +99,17 @@ export function buildSafetensors(tensors: Record<string, FixtureTensor>, metadat
   return rawSafetensors(text, Buffer.concat(Object.values(tensors).map((t) => t.data)))
 }
 
-export interface PeftFixtureOptions {
+/** The shape and values of a fixture prefix, whatever its file format. */
+export interface FixtureShape {
   layers: number
   kvHeads: number
   headDim: number
   P: number
   dtype?: FixtureDtype
   seed?: number
+}
+
+export interface PeftFixtureOptions extends FixtureShape {
   /** Merged into adapter_config.json after the defaults (use undefined to drop a field). */
   config?: Record<string, unknown>
   /** Replace the embeddings (row-major [P, layers * 2 * kvHeads * headDim]). */
@@ -144,13 +148,7 @@ export function buildPeftAdapter(opts: PeftFixtureOptions): PeftFixture {
   return { config, configJson: JSON.stringify(config, null, 1), safetensors, embeddings }
 }
 
-export interface NativeFixtureOptions {
-  layers: number
-  kvHeads: number
-  headDim: number
-  P: number
-  dtype?: FixtureDtype
-  seed?: number
+export interface NativeFixtureOptions extends FixtureShape {
   /** Merged into __metadata__ (use undefined to drop a field). */
   metadata?: Record<string, string | undefined>
   keysShape?: number[]
