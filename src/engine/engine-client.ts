@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { Worker } from 'node:worker_threads'
-import { NotReadyError, RemoteError, type FlatError } from '../errors.js'
+import { flattenError, NotReadyError, RemoteError } from '../errors.js'
 import type { PrefixKV } from '../prefixes/prefix-kv.js'
 import type { ModelSpec } from './model-spec.js'
 import {
@@ -84,7 +84,7 @@ export class EngineClient extends EventEmitter {
   submit(promptIds: number[], prefixKeys: string[], params: GenerationParams, handlers: RequestHandlers): SubmittedRequest {
     const id = this.nextId++
     if (!this.alive) {
-      queueMicrotask(() => handlers.onError(new RemoteError(flat(new NotReadyError('the engine is not running')))))
+      queueMicrotask(() => handlers.onError(new RemoteError(flattenError(new NotReadyError('the engine is not running')))))
       return { id, cancel: () => {} }
     }
     this.pending.set(id, handlers)
@@ -117,7 +117,7 @@ export class EngineClient extends EventEmitter {
     const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()))
     this.worker.postMessage({ v: PROTOCOL_VERSION, type: 'shutdown' } satisfies ToWorker)
     await exited
-    const err = new RemoteError(flat(new NotReadyError('the engine stopped')))
+    const err = new RemoteError(flattenError(new NotReadyError('the engine stopped')))
     for (const h of this.pending.values()) h.onError(err)
     this.pending.clear()
   }
@@ -152,13 +152,9 @@ export class EngineClient extends EventEmitter {
   private die(reason: string): void {
     if (!this.alive) return
     this.alive = false
-    const err = new RemoteError(flat(new NotReadyError(`the engine stopped: ${reason}`)))
+    const err = new RemoteError(flattenError(new NotReadyError(`the engine stopped: ${reason}`)))
     for (const h of this.pending.values()) h.onError(err)
     this.pending.clear()
     this.emit('died', reason)
   }
-}
-
-function flat(e: { code: string; statusCode: number; message: string }): FlatError {
-  return { code: e.code, statusCode: e.statusCode, message: e.message }
 }

@@ -2,7 +2,7 @@
  * Starts the engine worker for the app and exposes what the routes need:
  * the engine client, the tokenizer and the generation
  * service. The worker is closed with the app. If it dies, the app turns
- * not-ready and emits 'engine-died' so the process entry can exit non-zero.
+ * not-ready, and the engine client's 'died' event lets the process entry exit non-zero.
  */
 import fp from 'fastify-plugin'
 import { basename, resolve } from 'node:path'
