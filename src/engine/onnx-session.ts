@@ -7,6 +7,8 @@ import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { ModelLoadError } from '../errors.js'
+import { deriveModel } from './graph/derive-model.js'
+import { MODEL_REWRITES } from './graph/rewrites.js'
 
 /** File names of the optimum layout, most preferred first. */
 const MODEL_FILES = ['model.onnx', 'decoder_model_merged.onnx']
@@ -39,7 +41,11 @@ export async function createSession(modelDir: string, opts: SessionOptions): Pro
   }
   if (opts.intraOpThreads > 0) options.intraOpNumThreads = opts.intraOpThreads
   try {
-    return await ort.InferenceSession.create(file, options)
+    const derived = await deriveModel(file, MODEL_REWRITES)
+    // Two overloads (path or bytes): call the one that matches.
+    return typeof derived.source === 'string'
+      ? await ort.InferenceSession.create(derived.source, options)
+      : await ort.InferenceSession.create(derived.source, options)
   } catch (err) {
     throw new ModelLoadError(`ONNX Runtime cannot load ${file}: ${(err as Error).message}`)
   }
