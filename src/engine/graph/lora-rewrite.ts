@@ -1,0 +1,158 @@
+/**
+ * Per-row LoRA in one forward pass (Punica / S-LoRA's batched low-rank
+ * update, expressed in plain ONNX). Every LoRA-targetable projection
+ * `y = x·W` (lora-projections.ts) gains two inputs,
+ *   lora.<key>.A  float [batch, in, r]   each row's lora_Aᵀ
+ *   lora.<key>.B  float [batch, r, out]  each row's scaling · lora_Bᵀ
+ * and becomes `y = x·W + (x·A)·B`, batched over rows. A row without a LoRA on
+ * that module has zeros; ranks are padded with zeros to the batch's largest;
+ * a batch where no row has one feeds r = 0, so the update is an empty product
+ * and the output is the original, bit for bit. The weights W are never
+ * touched or copied: rows with different adapters share every MatMul.
+ *
+ * x may be [batch, seq, in] (Llama's MatMul) or flattened to
+ * [batch·seq, in] (GPT-2's Gemm): it is viewed as [batch, -1, in] for the
+ * batched MatMul and the update is reshaped back to y's shape.
+ */
+import { create } from '@bufbuild/protobuf'
+import {
+  AttributeProtoSchema,
+  AttributeProto_AttributeType,
+  NodeProtoSchema,
+  TensorProtoSchema,
+  TensorProto_DataType,
+  TensorShapeProto_DimensionSchema,
+  TensorShapeProtoSchema,
+  TypeProto_TensorSchema,
+  TypeProtoSchema,
+  ValueInfoProtoSchema,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type ValueInfoProto,
+} from 'onnx-buf'
+import type { GraphRewrite } from './graph-rewrite.js'
+import { findLoraProjections, type GraphProjection } from './lora-projections.js'
+
+/** Input names of a module's per-row low-rank factors. */
+export const loraInputA = (key: string): string => `lora.${key}.A`
+export const loraInputB = (key: string): string => `lora.${key}.B`
+export const LORA_INPUT = /^lora\.(.+)\.(A|B)$/
+
+function dimension(d: number | string) {
+  return create(TensorShapeProto_DimensionSchema, {
+    value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d },
+  })
+}
+
+function floatInput(name: string, dims: (number | string)[]): ValueInfoProto {
+  const shape = create(TensorShapeProtoSchema, { dim: dims.map(dimension) })
+  const tensorType = create(TypeProto_TensorSchema, { elemType: TensorProto_DataType.FLOAT, shape })
+  return create(ValueInfoProtoSchema, { name, type: create(TypeProtoSchema, { value: { case: 'tensorType', value: tensorType } }) })
+}
+
+function int64Constant(name: string, values: number[]): NodeProto {
+  const data = BigInt64Array.from(values.map(BigInt))
+  const value = create(TensorProtoSchema, {
+    dims: [BigInt(values.length)],
+    dataType: TensorProto_DataType.INT64,
+    rawData: new Uint8Array(data.buffer),
+  })
+  const attribute = create(AttributeProtoSchema, { name: 'value', type: AttributeProto_AttributeType.TENSOR, t: value })
+  return create(NodeProtoSchema, { name, opType: 'Constant', output: [name], attribute: [attribute] })
+}
+
+function op(name: string, opType: string, input: string[], output: string): NodeProto {
+  return create(NodeProtoSchema, { name, opType, input, output: [output] })
+}
+
+/**
+ * Per graph, once: `[batch, -1, in]` for each input width, batch read from the
+ * first A input (every A has the row count first).
+ */
+class RowShapes {
+  readonly prelude: NodeProto[] = []
+  private readonly byWidth = new Map<number, string>()
+  private batch: string | null = null
+
+  constructor(private readonly prefix: string, private readonly firstA: string) {}
+
+  rowsOf(width: number): string {
+    const existing = this.byWidth.get(width)
+    if (existing) return existing
+    const p = this.prefix
+    if (this.batch === null) {
+      this.batch = `${p}/batch`
+      this.prelude.push(
+        int64Constant(`${p}/zero`, [0]),
+        int64Constant(`${p}/one`, [1]),
+        op(`${p}/a_shape`, 'Shape', [this.firstA], `${p}/a_shape`),
+        op(this.batch, 'Slice', [`${p}/a_shape`, `${p}/zero`, `${p}/one`], this.batch),
+      )
+    }
+    const name = `${p}/rows_${width}`
+    this.prelude.push(
+      int64Constant(`${name}/tail`, [-1, width]),
+      create(NodeProtoSchema, {
+        name,
+        opType: 'Concat',
+        input: [this.batch, `${name}/tail`],
+        output: [name],
+        attribute: [create(AttributeProtoSchema, { name: 'axis', type: AttributeProto_AttributeType.INT, i: 0n })],
+      }),
+    )
+    this.byWidth.set(width, name)
+    return name
+  }
+}
+
+/** The nodes that add one row-batched low-rank update after `node`, whose output keeps its name. */
+function updateNodes(projection: GraphProjection, node: NodeProto, site: number, rowShape: string): NodeProto[] {
+  const p = `/lora/${projection.key}/${site}`
+  const [x] = node.input
+  const y = node.output[0]
+  const base = `${p}/base`
+  node.output[0] = base
+  return [
+    op(`${p}/x_rows`, 'Reshape', [x, rowShape], `${p}/x_rows`),
+    op(`${p}/xa`, 'MatMul', [`${p}/x_rows`, loraInputA(projection.key)], `${p}/xa`),
+    op(`${p}/xab`, 'MatMul', [`${p}/xa`, loraInputB(projection.key)], `${p}/xab`),
+    op(`${p}/y_shape`, 'Shape', [base], `${p}/y_shape`),
+    op(`${p}/delta`, 'Reshape', [`${p}/xab`, `${p}/y_shape`], `${p}/delta`),
+    op(`${p}/add`, 'Add', [base, `${p}/delta`], y),
+  ]
+}
+
+function batchDimOf(graph: GraphProto): number | string {
+  const first = graph.input.find((i) => i.name === 'input_ids')?.type?.value
+  const dim = first?.case === 'tensorType' ? first.value.shape?.dim[0]?.value : undefined
+  return dim?.case === 'dimParam' ? dim.value : 'batch_size'
+}
+
+export const loraRewrite: GraphRewrite = {
+  name: 'lora-per-row',
+  needed(model: ModelProto): boolean {
+    const graph = model.graph
+    if (!graph || graph.input.some((i) => LORA_INPUT.test(i.name))) return false
+    return findLoraProjections(graph).length > 0
+  },
+  apply(model: ModelProto): void {
+    const graph = model.graph!
+    const projections = findLoraProjections(graph)
+    const additions = new Map<NodeProto, NodeProto[]>()
+    const shapes = new Map<GraphProto, RowShapes>()
+    const batch = batchDimOf(graph)
+    for (const projection of projections) {
+      const rank = `lora_rank.${projection.key}`
+      graph.input.push(floatInput(loraInputA(projection.key), [batch, projection.inFeatures, rank]))
+      graph.input.push(floatInput(loraInputB(projection.key), [batch, rank, projection.outFeatures]))
+      projection.sites.forEach((site, i) => {
+        let rows = shapes.get(site.graph)
+        if (!rows) shapes.set(site.graph, (rows = new RowShapes(`/lora/graph${shapes.size}`, loraInputA(projections[0].key))))
+        additions.set(site.node, updateNodes(projection, site.node, i, rows.rowsOf(projection.inFeatures)))
+      })
+    }
+    // Shapes first, then each update right after its projection: every graph stays topologically sorted.
+    for (const [g, rows] of shapes) g.node = [...rows.prelude, ...g.node.flatMap((n) => [n, ...(additions.get(n) ?? [])])]
+  },
+}
