@@ -46,7 +46,7 @@ export class EngineProfiler {
     const eos = new Set(spec.eosTokenIds)
     return new EngineProfiler(
       (id, prompt, prefix, newTokens) => new Generation(id, prompt, [prefix], greedyParams(newTokens), spec.vocabSize, eos, tokenizer),
-      new ForwardRunner(model.session, model.signature, shape),
+      new ForwardRunner(model.session, model.signature, shape, model.loraInputs),
       shape,
       spec.vocabSize,
     )

@@ -136,6 +136,7 @@ export class EngineLoop {
   private async decode(events: TokenEvent[]): Promise<void> {
     const rows = this.state.rowIds.map((id) => this.scheduler.runningRequest(id)!)
     const feed = buildDecode(this.state, rows.map((g) => g.lastToken))
+    feed.loraRows = rows.map((g) => g.lora)
     this.lastBatchSize = rows.length
     const out = await this.runGuarded(rows, () => this.forward.run(feed))
     if (!out) return
@@ -147,6 +148,7 @@ export class EngineLoop {
   private async prefill(admitted: Generation[], events: TokenEvent[]): Promise<KvState | null> {
     const admittedAt = epochMs()
     const { feed, state } = buildPrefill(this.shape, admitted)
+    feed.loraRows = admitted.map((g) => g.lora)
     const out = await this.runGuarded(admitted, () => this.forward.run(feed))
     if (!out) return null
     // Prompts are left-padded, so every row's last prompt token is the last column.

@@ -5,6 +5,7 @@
 import * as ort from 'onnxruntime-node'
 import type { ForwardFeed } from './batch/forward-feed.js'
 import type { KvShape } from './batch/kv-state.js'
+import { buildLoraFeed, LoraFeedCache, type LoraInput } from './batch/lora-feed.js'
 import type { OnnxSignature } from './onnx-signature.js'
 
 export interface ForwardResult {
@@ -15,11 +16,21 @@ export interface ForwardResult {
 }
 
 export class ForwardRunner {
+  /** The last batch's LoRA tensors, reused while its rows keep their adapters (every decode step between changes). */
+  private readonly loraTensors: LoraFeedCache<Record<string, ort.Tensor>>
+
   constructor(
     private readonly session: ort.InferenceSession,
     private readonly signature: OnnxSignature,
     private readonly shape: KvShape,
-  ) {}
+    loraInputs: readonly LoraInput[] = [],
+  ) {
+    this.loraTensors = new LoraFeedCache((rows) => {
+      const tensors: Record<string, ort.Tensor> = {}
+      for (const [name, t] of buildLoraFeed(loraInputs, rows)) tensors[name] = new ort.Tensor('float32', t.data, t.dims)
+      return tensors
+    })
+  }
 
   async run(feed: ForwardFeed): Promise<ForwardResult> {
     const { batch, seqLen, pastLen } = feed
@@ -36,6 +47,7 @@ export class ForwardRunner {
       feeds[sig.pastKeys[i]] = new ort.Tensor('float32', feed.pastKeys[i], pastDims)
       feeds[sig.pastValues[i]] = new ort.Tensor('float32', feed.pastValues[i], pastDims)
     }
+    Object.assign(feeds, this.loraTensors.get(feed.loraRows ?? new Array(batch).fill(null)))
     const out = await this.session.run(feeds)
     return {
       logits: out[sig.logits].data as Float32Array,

@@ -3,6 +3,7 @@
  * incremental detokenizer and stop-sequence matcher, and the rules that end it
  * (EOS, stop sequence, max_new_tokens). Pure given the logits it is handed.
  */
+import type { LoraAdapter } from '../prefixes/lora-adapter.js'
 import type { PrefixKV } from '../prefixes/prefix-kv.js'
 import { IncrementalDecoder } from './sampling/incremental-decoder.js'
 import { TokenSampler } from './sampling/sampler.js'
@@ -36,6 +37,8 @@ export class Generation {
     vocabSize: number,
     private readonly eosIds: ReadonlySet<number>,
     private readonly tokens: TokenText,
+    /** The row's LoRA: a low-rank update on its real tokens (with a prefix too: the PT-PEFT pair). */
+    readonly lora: LoraAdapter | null = null,
   ) {
     this.tenant = params.tenant ?? ''
     const prefixLen = prefixes.reduce((n, p) => n + p.numVirtualTokens, 0)

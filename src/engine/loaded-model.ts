@@ -7,6 +7,8 @@ import { readModelSpec } from './model-config.js'
 import type { ModelSpec } from './model-spec.js'
 import { createSession, type SessionOptions } from './onnx-session.js'
 import { readSignature, type OnnxSignature, type TensorMeta } from './onnx-signature.js'
+import type { LoraInput } from './batch/lora-feed.js'
+import { readLoraInputs } from './lora-signature.js'
 import { TextTokenizer } from './tokenizer.js'
 
 export interface LoadedModel {
@@ -14,6 +16,8 @@ export interface LoadedModel {
   session: ort.InferenceSession
   signature: OnnxSignature
   tokenizer: TextTokenizer
+  /** The per-row LoRA inputs the derived graph takes (none: LoRA is not served). */
+  loraInputs: LoraInput[]
 }
 
 export async function loadModel(modelDir: string, opts: SessionOptions): Promise<LoadedModel> {
@@ -22,5 +26,5 @@ export async function loadModel(modelDir: string, opts: SessionOptions): Promise
   const session = await createSession(modelDir, opts)
   const meta = session as unknown as { inputMetadata: TensorMeta[]; outputMetadata: TensorMeta[] }
   const signature = readSignature(meta.inputMetadata, meta.outputMetadata, spec)
-  return { spec, session, signature, tokenizer }
+  return { spec, session, signature, tokenizer, loraInputs: readLoraInputs(meta.inputMetadata) }
 }

@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const model = await loadModel(opts.modelDir, opts)
   const { spec, tokenizer } = model
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
-  const runner = new ForwardRunner(model.session, model.signature, shape)
+  const runner = new ForwardRunner(model.session, model.signature, shape, model.loraInputs)
   const prefixes = new Map<string, PrefixKV>()
   const eos = new Set(spec.eosTokenIds)
   const loop = new EngineLoop(

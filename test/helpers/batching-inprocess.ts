@@ -17,6 +17,7 @@ import { loadModel } from '../../src/engine/loaded-model.js'
 import type { ModelSpec } from '../../src/engine/model-spec.js'
 import type { GenerationParams, TokenEvent } from '../../src/engine/protocol.js'
 import { RemoteError } from '../../src/errors.js'
+import type { LoraAdapter } from '../../src/prefixes/lora-adapter.js'
 import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
 import { ENGINE_LIMITS } from './batching-models.js'
 
@@ -42,6 +43,7 @@ export class InProcessEngine {
   /** Cancellations, each with the number of steps recorded when it was asked for. */
   readonly cancels: Array<{ id: number; afterSteps: number }> = []
   private readonly prefixes = new Map<string, PrefixKV>()
+  private readonly loras = new Map<string, LoraAdapter>()
   private readonly handlers = new Map<number, RequestHandlers>()
   private pendingPasses: PassRecord[] = []
   private nextId = 1
@@ -49,7 +51,9 @@ export class InProcessEngine {
   private constructor(
     readonly spec: ModelSpec,
     private readonly loop: EngineLoop,
-    private readonly newGeneration: (id: number, promptIds: number[], prefixes: PrefixKV[], params: GenerationParams) => Generation,
+    private readonly newGeneration: (id: number, promptIds: number[], prefixes: PrefixKV[], params: GenerationParams, lora: LoraAdapter | null) => Generation,
+    /** The model's LoRA-targetable projections (empty: it serves no LoRA). */
+    readonly loraProjections: readonly { key: string; inFeatures: number; outFeatures: number }[],
   ) {}
 
   /**
@@ -61,7 +65,7 @@ export class InProcessEngine {
     const model = await loadModel(modelDir, { executionProvider: 'cpu', intraOpThreads: 1 })
     const { spec, tokenizer } = model
     const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
-    const runner = new ForwardRunner(model.session, model.signature, shape)
+    const runner = new ForwardRunner(model.session, model.signature, shape, model.loraInputs)
     let engine: InProcessEngine | null = null
     const recording: Forward = {
       run: async (feed) => {
@@ -80,8 +84,11 @@ export class InProcessEngine {
       },
       idle: () => {},
     })
-    engine = new InProcessEngine(spec, loop, (id, promptIds, prefixes, params) =>
-      new Generation(id, promptIds, prefixes, params, spec.vocabSize, eos, tokenizer),
+    engine = new InProcessEngine(
+      spec,
+      loop,
+      (id, promptIds, prefixes, params, lora) => new Generation(id, promptIds, prefixes, params, spec.vocabSize, eos, tokenizer, lora),
+      model.loraInputs,
     )
     return engine
   }
@@ -90,16 +97,23 @@ export class InProcessEngine {
     this.prefixes.set(key, prefix)
   }
 
+  /** A LoRA adapter that submit()'s key list may name beside prefixes (at most one per request). */
+  putLora(key: string, adapter: LoraAdapter): void {
+    this.loras.set(key, adapter)
+  }
+
   submit(promptIds: number[], prefixKeys: string[], params: GenerationParams, handlers: RequestHandlers): SubmittedRequest {
     const id = this.nextId++
-    const prefixes = prefixKeys.map((k) => {
+    const loras = prefixKeys.flatMap((k) => this.loras.get(k) ?? [])
+    if (loras.length > 1) throw new Error('one LoRA per request')
+    const prefixes = prefixKeys.filter((k) => !this.loras.has(k)).map((k) => {
       const p = this.prefixes.get(k)
       if (!p) throw new Error(`no prefix ${k}`)
       return p
     })
     this.handlers.set(id, handlers)
     this.requests.set(id, { prefixLength: prefixes.reduce((n, p) => n + p.numVirtualTokens, 0), promptLength: promptIds.length })
-    this.loop.submit(this.newGeneration(id, promptIds, prefixes, params))
+    this.loop.submit(this.newGeneration(id, promptIds, prefixes, params, loras[0] ?? null))
     return {
       id,
       // As EngineClient does: the handler goes first, so no later token reaches it.

@@ -2,6 +2,7 @@
  * One forward pass's inputs, independent of ONNX Runtime: the prefill of newly
  * admitted rows, or one decode step of the running batch.
  */
+import type { LoraAdapter } from '../../prefixes/lora-adapter.js'
 import type { PrefixKV } from '../../prefixes/prefix-kv.js'
 import type { KvShape, KvState } from './kv-state.js'
 
@@ -15,6 +16,8 @@ export interface ForwardFeed {
   attentionMask: BigInt64Array
   pastKeys: Float32Array[]
   pastValues: Float32Array[]
+  /** Each row's LoRA adapter (null: none); absent means no row has one. */
+  loraRows?: readonly (LoraAdapter | null)[]
 }
 
 export interface PrefillRow {
