@@ -4,12 +4,18 @@
  * real tokens, its prefix as past), alone and all mixed in one continuous
  * batch with prefix rows and base rows. The pair's controls (PEFT with only
  * one half) must come out when only that half is named: a server that drops a
- * half gives one of them instead of the pair's ids.
+ * half gives one of them instead of the pair's ids. Then the batching
+ * property with LoRA rows: random mixes of base, prefix, LoRA and
+ * prefix + LoRA requests (ranks 4 and 8, q/v or every module) arriving and
+ * leaving at random get, batched, the tokens they get alone, logprobs within
+ * 1e-4.
  */
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import t from 'tap'
+import { assertBatchingProperty } from '../helpers/batching-property.js'
+import { seededLora } from '../helpers/lora-fixtures.js'
 import type { GenerationParams, TokenEvent } from '../../src/engine/protocol.js'
 import { checkLoraFitsModel, readLoraAdapter, type LoraAdapter } from '../../src/prefixes/lora-adapter.js'
 import { readPeftAdapter } from '../../src/prefixes/peft-adapter.js'
@@ -110,5 +116,19 @@ t.test('LoRA and prefix + LoRA rows on stories260K match PEFT', async (t) => {
       }),
     )
     t.ok(mixed, 'one forward pass held rows with different LoRAs and rows without')
+  })
+
+  t.test('batched equals alone: random mixes of LoRA, hybrid, prefix and base rows', async (t) => {
+    const loras = new Map<string, LoraAdapter>([
+      ['kiki', kiki],
+      ['owl-lora', owlLora],
+      ['rand-all-8', seededLora(engine.loraProjections, () => true, 8, 77)],
+      ['rand-kv-2', seededLora(engine.loraProjections, (m) => m === 'k_proj' || m === 'v_proj', 2, 78, 0.3)],
+    ])
+    for (const [k, a] of loras) engine.putLora(k, a)
+    const prefixes = new Map([['owl-prefix', owlPrefix.prefix], ['dog-max', null]])
+    const fixture = { name: 'stories260K with LoRA', engine, prefixes, loras }
+    const report = await assertBatchingProperty(fixture, { sampling: true }, { numRuns: 10, seed: 1717 })
+    t.ok(report.requests >= 20, `${report.requests} requests, ${report.tokens} tokens compared`)
   })
 })

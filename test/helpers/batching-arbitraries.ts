@@ -9,6 +9,8 @@ import type { RequestCase, SamplingChoice } from './batching-requests.js'
 export interface MixSpace {
   vocabSize: number
   prefixKeys: readonly string[]
+  /** LoRA keys: a request names at most one, before or after its prefixes. */
+  loraKeys?: readonly string[]
   maxPromptTokens?: number
   maxNewTokens?: number
   maxRequests?: number
@@ -23,6 +25,15 @@ const samplingArb: fc.Arbitrary<SamplingChoice> = fc.record({
   topP: fc.constantFrom(1, 0.9),
 })
 
+/** Up to two prefixes (possibly the same twice), and maybe one LoRA named first or last. */
+function adapterKeysArb(prefix: fc.Arbitrary<string>, loraKeys: readonly string[]): fc.Arbitrary<string[]> {
+  const prefixes = fc.array(prefix, { maxLength: 2 })
+  if (loraKeys.length === 0) return prefixes
+  return fc
+    .tuple(prefixes, fc.option(fc.constantFrom(...loraKeys), { nil: undefined }), fc.boolean())
+    .map(([p, lora, first]) => (lora === undefined ? p : first ? [lora, ...p] : [...p, lora]))
+}
+
 export function requestArb(space: MixSpace): fc.Arbitrary<RequestCase> {
   const token = fc.integer({ min: 0, max: space.vocabSize - 1 })
   const prefix = fc.constantFrom(...space.prefixKeys)
@@ -30,7 +41,7 @@ export function requestArb(space: MixSpace): fc.Arbitrary<RequestCase> {
     {
       promptIds: fc.array(token, { minLength: 1, maxLength: space.maxPromptTokens ?? 20 }),
       // Two entries compose two prefixes (possibly the same one twice).
-      prefixKeys: fc.array(prefix, { maxLength: 2 }),
+      prefixKeys: adapterKeysArb(prefix, space.loraKeys ?? []),
       maxNewTokens: fc.integer({ min: 1, max: space.maxNewTokens ?? 24 }),
       // Half arrive at once; the rest once that many tokens of the mix came back.
       arrivalAfter: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 60 })),

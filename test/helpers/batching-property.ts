@@ -20,6 +20,8 @@ export interface Target {
   name: string
   engine: TestEngine
   prefixes: ReadonlyMap<string, unknown>
+  /** LoRA adapters the engine holds, which requests may name beside prefixes. */
+  loras?: ReadonlyMap<string, unknown>
 }
 
 export interface PropertyRun {
@@ -56,7 +58,12 @@ export async function checkMix(fixture: Target, mix: RequestCase[], report?: Pro
 
 export async function assertBatchingProperty(fixture: Target, space: Omit<MixSpace, 'prefixKeys' | 'vocabSize'>, run: PropertyRun): Promise<PropertyReport> {
   const report: PropertyReport = { requests: 0, tokens: 0, reasons: {} }
-  const full: MixSpace = { ...space, vocabSize: fixture.engine.spec.vocabSize, prefixKeys: [...fixture.prefixes.keys()] }
+  const full: MixSpace = {
+    ...space,
+    vocabSize: fixture.engine.spec.vocabSize,
+    prefixKeys: [...fixture.prefixes.keys()],
+    loraKeys: [...(fixture.loras?.keys() ?? [])],
+  }
   await fc.assert(
     fc.asyncProperty(mixArb(full), (mix) => checkMix(fixture, mix, report)),
     { numRuns: run.numRuns, seed: run.seed },

@@ -5,7 +5,6 @@
  * modules the model does not have, misfit shapes, non-finite values, pickles.
  */
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { InvalidPrefixError, PrefixShapeMismatchError } from '../../src/errors.js'
 import { parseLoraConfig } from '../../src/prefixes/lora-config.js'
