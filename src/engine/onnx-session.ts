@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { ModelLoadError } from '../errors.js'
 import { deriveModel } from './graph/derive-model.js'
+import type { GraphRewrite } from './graph/graph-rewrite.js'
 import { MODEL_REWRITES } from './graph/rewrites.js'
 
 /** File names of the optimum layout, most preferred first. */
@@ -29,6 +30,8 @@ export async function findModelFile(modelDir: string): Promise<string> {
 export interface SessionOptions {
   executionProvider: 'cpu' | 'cuda'
   intraOpThreads: number
+  /** The graph rewrites to consider (default: all of MODEL_REWRITES); [] loads the file as it is. */
+  rewrites?: readonly GraphRewrite[]
 }
 
 export async function createSession(modelDir: string, opts: SessionOptions): Promise<ort.InferenceSession> {
@@ -41,7 +44,7 @@ export async function createSession(modelDir: string, opts: SessionOptions): Pro
   }
   if (opts.intraOpThreads > 0) options.intraOpNumThreads = opts.intraOpThreads
   try {
-    const derived = await deriveModel(file, MODEL_REWRITES)
+    const derived = await deriveModel(file, opts.rewrites ?? MODEL_REWRITES)
     // Two overloads (path or bytes): call the one that matches.
     return typeof derived.source === 'string'
       ? await ort.InferenceSession.create(derived.source, options)

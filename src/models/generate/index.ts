@@ -19,6 +19,8 @@ export interface GenerateModelOptions {
   /** Weight seed, default 0: the same seed writes byte-identical files. */
   seed?: number
   onProgress?: (msg: string) => void
+  /** Llama only: one MatMul per projection, as optimum exports it (see LlamaGraphOptions). */
+  separateProjections?: boolean
 }
 
 /** Writes a deterministic random-weight model in the optimum ONNX layout into `out`. */
@@ -29,6 +31,6 @@ export async function generateModel(opts: GenerateModelOptions): Promise<void> {
   let parameters = 0
   for (const t of weights.tensors.values()) parameters += t.data.length
   opts.onProgress?.(`${opts.arch} ${opts.size}: ${(parameters / 1e6).toFixed(2)}M parameters built in ${Date.now() - started} ms`)
-  await writeModelDirectory(weights, opts.out, opts.onProgress)
+  await writeModelDirectory(weights, opts.out, opts.onProgress, { separateProjections: opts.separateProjections })
   opts.onProgress?.(`done in ${((Date.now() - started) / 1000).toFixed(1)} s: ${opts.out}`)
 }

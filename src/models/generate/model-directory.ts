@@ -2,14 +2,14 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { huggingFaceConfig } from './model-dims.js'
 import { buildGpt2Graph } from './onnx-gpt2.js'
-import { buildLlamaGraph } from './onnx-llama.js'
+import { buildLlamaGraph, type LlamaGraphOptions } from './onnx-llama.js'
 import type { GraphBuilder } from './onnx-graph-builder.js'
 import { writeOnnxModel } from './onnx-writer.js'
 import { tokenizerFiles } from './tokenizer-files.js'
 import type { ModelWeights } from './weights.js'
 
-export function buildDecoderGraph(weights: ModelWeights): GraphBuilder {
-  return weights.dims.arch === 'llama' ? buildLlamaGraph(weights) : buildGpt2Graph(weights)
+export function buildDecoderGraph(weights: ModelWeights, options: LlamaGraphOptions = {}): GraphBuilder {
+  return weights.dims.arch === 'llama' ? buildLlamaGraph(weights, options) : buildGpt2Graph(weights)
 }
 
 function json(value: unknown): string {
@@ -21,11 +21,16 @@ function json(value: unknown): string {
  * generation_config.json, tokenizer.json, tokenizer_config.json) from any
  * weights in the generator's layout: random ones, or imported ones.
  */
-export async function writeModelDirectory(weights: ModelWeights, out: string, onProgress?: (msg: string) => void): Promise<void> {
+export async function writeModelDirectory(
+  weights: ModelWeights,
+  out: string,
+  onProgress?: (msg: string) => void,
+  options: LlamaGraphOptions = {},
+): Promise<void> {
   const dims = weights.dims
   await mkdir(out, { recursive: true })
   let reported = 0
-  const bytes = await writeOnnxModel(join(out, 'model.onnx'), buildDecoderGraph(weights), (written, total) => {
+  const bytes = await writeOnnxModel(join(out, 'model.onnx'), buildDecoderGraph(weights, options), (written, total) => {
     const percent = Math.floor((100 * written) / total)
     if (percent >= reported + 25) {
       reported = percent - (percent % 25)

@@ -33,8 +33,17 @@ function rmsNorm(g: GraphBuilder, x: string, gain: string, eps: number): string 
   return g.op1('Mul', [g.op1('Div', [x, rms]), gain])
 }
 
+export interface LlamaGraphOptions {
+  /**
+   * One MatMul per projection (q, k, v, gate, up), as optimum's export has,
+   * instead of the fused q|k|v and gate|up MatMuls. Per-module LoRA needs
+   * them apart; the fused form is faster for serving base and prefix rows.
+   */
+  separateProjections?: boolean
+}
+
 /** Llama decoder graph (see DESIGN.md, "Model layout") from the given weights. */
-export function buildLlamaGraph(weights: ModelWeights): GraphBuilder {
+export function buildLlamaGraph(weights: ModelWeights, options: LlamaGraphOptions = {}): GraphBuilder {
   const d = weights.dims
   const g = new GraphBuilder()
   const inputs = declareDecoderInterface(g, d)
@@ -66,16 +75,23 @@ export function buildLlamaGraph(weights: ModelWeights): GraphBuilder {
   for (let i = 0; i < d.numLayers; i++) {
     const p = `model.layers.${i}`
     const normed = rmsNorm(g, hidden, tensor(`${p}.input_layernorm.weight`), d.normEps)
-    const qkvWeight = fused(`${p}.self_attn.qkv_proj.weight`, ['q', 'k', 'v'].map((x) => `${p}.self_attn.${x}_proj.weight`))
-    const [q, k, v] = g.op('Split', [g.op1('MatMul', [normed, qkvWeight]), g.constInt([qWidth, kvWidth, kvWidth])], { axis: 2 }, 3)
+    const project = (x: string, name: string): string => g.op1('MatMul', [x, tensor(name)])
+    /** One MatMul of the fused [in, Σ out] weight, split back into the parts. */
+    const fusedSplit = (x: string, name: string, parts: string[], widths: number[]): string[] =>
+      g.op('Split', [g.op1('MatMul', [x, fused(name, parts)]), g.constInt(widths)], { axis: 2 }, parts.length)
+    const qkvNames = ['q', 'k', 'v'].map((x) => `${p}.self_attn.${x}_proj.weight`)
+    const [q, k, v] = options.separateProjections
+      ? qkvNames.map((name) => project(normed, name))
+      : fusedSplit(normed, `${p}.self_attn.qkv_proj.weight`, qkvNames, [qWidth, kvWidth, kvWidth])
     const heads = (x: string, n: number): string => g.op1('Reshape', [x, g.constInt([0, 0, n, d.headDim])])
     const context = attention(g, d, i, rotate(heads(q, d.numHeads)), rotate(heads(k, d.numKvHeads)), heads(v, d.numKvHeads), inputs, bias)
     hidden = g.op1('Add', [hidden, g.op1('MatMul', [context, tensor(`${p}.self_attn.o_proj.weight`)])])
 
     const normed2 = rmsNorm(g, hidden, tensor(`${p}.post_attention_layernorm.weight`), d.normEps)
-    const gateUpWeight = fused(`${p}.mlp.gate_up_proj.weight`, [`${p}.mlp.gate_proj.weight`, `${p}.mlp.up_proj.weight`])
-    const sizes = g.constInt([d.intermediateSize, d.intermediateSize])
-    const [gate, up] = g.op('Split', [g.op1('MatMul', [normed2, gateUpWeight]), sizes], { axis: 2 }, 2)
+    const gateUpNames = [`${p}.mlp.gate_proj.weight`, `${p}.mlp.up_proj.weight`]
+    const [gate, up] = options.separateProjections
+      ? gateUpNames.map((name) => project(normed2, name))
+      : fusedSplit(normed2, `${p}.mlp.gate_up_proj.weight`, gateUpNames, [d.intermediateSize, d.intermediateSize])
     const silu = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])])
     const down = g.op1('MatMul', [g.op1('Mul', [silu, up]), tensor(`${p}.mlp.down_proj.weight`)])
     hidden = g.op1('Add', [hidden, down])
