@@ -10,6 +10,7 @@ import { InvalidPrefixError, PrefixShapeMismatchError } from '../../src/errors.j
 import { parseLoraConfig } from '../../src/prefixes/lora-config.js'
 import { checkLoraFitsModel, loraAdapterBytes, readLoraAdapter, type LoraProjection } from '../../src/prefixes/lora-adapter.js'
 import { moduleKeyOf } from '../../src/prefixes/lora-module-key.js'
+import { readNativeLora, writeNativeLora } from '../../src/prefixes/lora-native.js'
 import { serializeSafetensors, type TensorToWrite } from '../../src/prefixes/safetensors.js'
 
 const KIKI = new URL('../fixtures/adapters/stories260K/lora-bird-kiki/', import.meta.url)
@@ -170,4 +171,19 @@ t.test('an adapter that does not fit the model is refused with each mismatch nam
     message: /targets 'w_proj', which the model does not have/,
   })
   t.throws(() => checkLoraFitsModel(kiki, []), PrefixShapeMismatchError, 'a model without projections serves no LoRA')
+})
+
+t.test('the stored form (prefixd.lora) reads back exactly what was written', async (t) => {
+  const kiki = readLoraAdapter(kikiConfig, kikiWeights)
+  const blob = writeNativeLora(kiki, { modelFingerprint: 'sha256:abc' })
+  const back = readNativeLora(blob)
+  t.equal(back.modelFingerprint, 'sha256:abc')
+  t.same(back.adapter.config, kiki.config)
+  t.same(back.adapter.modules.map((m) => m.key), kiki.modules.map((m) => m.key))
+  t.ok(back.adapter.modules.every((m, i) => m.a.every((v, j) => v === kiki.modules[i].a[j]) && m.b.every((v, j) => v === kiki.modules[i].b[j])), 'every value bit for bit')
+  const header = Number(blob.readBigUInt64LE(0))
+  const tampered = Buffer.from(blob)
+  tampered.write(blob.subarray(8, 8 + header).toString('latin1').replace('"rank":"4"', '"rank":"5"'), 8, 'latin1')
+  t.throws(() => readNativeLora(tampered), { code: 'PREFIXD_INVALID_PREFIX', message: /for rank 5/ })
+  t.throws(() => readNativeLora(kikiWeights), { message: /"format" is "pt"/ }, 'a PEFT file is not the stored form')
 })
