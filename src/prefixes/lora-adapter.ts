@@ -15,7 +15,7 @@ import { decodeFloatTensor } from './dtype-convert.js'
 import { parseLoraConfig, type LoraConfig } from './lora-config.js'
 import { leafOfKey, moduleKeyOf } from './lora-module-key.js'
 import { looksLikePickle, PICKLE_REFUSAL } from './peft-adapter.js'
-import { parseSafetensors, type ParseOptions, type TensorInfo } from './safetensors.js'
+import { parseSafetensors, type ParseOptions, type SafetensorsFile, type TensorInfo } from './safetensors.js'
 
 export interface LoraModule {
   /** The module key shared with the graph (`layers.0.self_attn.q_proj`), see lora-module-key.ts. */
@@ -85,8 +85,11 @@ function pairTensors(tensors: Map<string, TensorInfo>): Map<string, { path: stri
 /** Reads and validates a PEFT LoRA adapter from its config and weights bytes. */
 export function readLoraAdapter(config: Uint8Array | string | unknown, weights: Uint8Array, opts: ParseOptions = {}): LoraAdapter {
   if (looksLikePickle(weights)) invalid(PICKLE_REFUSAL)
-  const cfg = parseLoraConfig(config)
-  const file = parseSafetensors(weights, opts)
+  return readLoraTensors(parseLoraConfig(config), parseSafetensors(weights, opts))
+}
+
+/** The adapter from a validated config and its parsed (already validated) safetensors file. */
+export function readLoraTensors(cfg: LoraConfig, file: SafetensorsFile): LoraAdapter {
   const modules: LoraModule[] = []
   const dtypes = new Set<string>()
   for (const [key, { path, A, B }] of pairTensors(file.tensors)) {

@@ -13,7 +13,7 @@ import { decodeFloatTensor, encodeF32 } from './dtype-convert.js'
 import type { LoraAdapter, LoraModule } from './lora-adapter.js'
 import type { LoraConfig } from './lora-config.js'
 import { moduleKeyOf } from './lora-module-key.js'
-import { parseSafetensors, serializeSafetensors, type TensorToWrite } from './safetensors.js'
+import { parseSafetensors, serializeSafetensors, type SafetensorsFile, type TensorToWrite } from './safetensors.js'
 
 export const LORA_NATIVE_FORMAT = 'prefixd.lora'
 const VERSION = '1'
@@ -53,8 +53,8 @@ export interface NativeLora {
   modelFingerprint?: string
 }
 
-export function readNativeLora(buf: Uint8Array): NativeLora {
-  const file = parseSafetensors(buf)
+export function readNativeLora(source: Uint8Array | SafetensorsFile): NativeLora {
+  const file = source instanceof Uint8Array ? parseSafetensors(source) : source
   const meta = file.metadata
   if (meta.format !== LORA_NATIVE_FORMAT) invalid(`"format" is ${JSON.stringify(meta.format ?? null)}`)
   if (meta.format_version !== VERSION) invalid(`unsupported format_version ${JSON.stringify(meta.format_version ?? null)}`)
