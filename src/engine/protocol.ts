@@ -14,6 +14,8 @@ export interface EngineOptions {
   modelDir: string
   executionProvider: 'cpu' | 'cuda'
   intraOpThreads: number
+  /** LORA_TARGET_MODULES: 'all', 'none' or comma-separated leaf module names (absent: all). */
+  loraTargetModules?: string
   maxBatchSize: number
   maxBatchTokens: number
   maxPrefillTokens: number

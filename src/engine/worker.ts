@@ -11,6 +11,8 @@ import { buildPrefill } from './batch/forward-feed.js'
 import { EngineLoop } from './engine-loop.js'
 import { ForwardRunner } from './forward-runner.js'
 import { Generation } from './generation.js'
+import { withLoraTargets } from './graph/lora-rewrite.js'
+import { MODEL_REWRITES } from './graph/rewrites.js'
 import { loadModel } from './loaded-model.js'
 import { PROTOCOL_VERSION, type EngineOptions, type FromWorker, type SubmitMessage, type ToWorker } from './protocol.js'
 
@@ -19,7 +21,7 @@ const send = (msg: FromWorker) => port.postMessage(msg)
 const opts = workerData as EngineOptions
 
 async function main(): Promise<void> {
-  const model = await loadModel(opts.modelDir, opts)
+  const model = await loadModel(opts.modelDir, { ...opts, rewrites: withLoraTargets(MODEL_REWRITES, opts.loraTargetModules) })
   const { spec, tokenizer } = model
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
   const runner = new ForwardRunner(model.session, model.signature, shape, model.loraInputs)

@@ -34,6 +34,7 @@ export const enginePlugin = fp<EnginePluginOptions>(
       modelDir: resolve(modelDir),
       executionProvider: config.EXECUTION_PROVIDER as 'cpu' | 'cuda',
       intraOpThreads: config.INTRA_OP_THREADS,
+      loraTargetModules: config.LORA_TARGET_MODULES,
       maxBatchSize: config.MAX_BATCH_SIZE,
       maxBatchTokens: config.MAX_BATCH_TOKENS,
       maxPrefillTokens: config.MAX_PREFILL_TOKENS,

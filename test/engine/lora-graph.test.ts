@@ -16,7 +16,8 @@ import { ModelProtoSchema, type ModelProto } from 'onnx-buf'
 import t from 'tap'
 import { buildLoraFeed, type LoraInput } from '../../src/engine/batch/lora-feed.js'
 import { findLoraProjections } from '../../src/engine/graph/lora-projections.js'
-import { loraRewrite } from '../../src/engine/graph/lora-rewrite.js'
+import { LORA_INPUT, loraRewrite, withLoraTargets } from '../../src/engine/graph/lora-rewrite.js'
+import { MODEL_REWRITES } from '../../src/engine/graph/rewrites.js'
 import { readLoraInputs } from '../../src/engine/lora-signature.js'
 import type { TensorMeta } from '../../src/engine/onnx-signature.js'
 import { mulberry32 } from '../../src/models/generate/prng.js'
@@ -169,4 +170,19 @@ t.test('projections are found by structure in both exports', async (t) => {
   t.ok(loraRewrite.needed(stories))
   loraRewrite.apply(stories)
   t.notOk(loraRewrite.needed(stories), 'a derived graph is not rewritten twice')
+})
+
+t.test('LORA_TARGET_MODULES: all, none, or the named leaf modules only', async (t) => {
+  const loraInputsAfter = (setting: string | undefined): string[] => {
+    const model = readModel(STORIES)
+    for (const r of withLoraTargets(MODEL_REWRITES, setting)) if (r.needed(model)) r.apply(model)
+    return model.graph!.input.map((i) => i.name).filter((n) => LORA_INPUT.test(n))
+  }
+  t.equal(loraInputsAfter(undefined).length, 2 * 35)
+  t.equal(loraInputsAfter('all').length, 2 * 35)
+  t.same(loraInputsAfter('none'), [], 'none: the model loads as it is')
+  const qv = loraInputsAfter('q_proj,v_proj')
+  t.equal(qv.length, 2 * 10)
+  t.ok(qv.every((n) => /\.(q|v)_proj\.[AB]$/.test(n)), 'only q_proj and v_proj take LoRA inputs')
+  t.same(loraInputsAfter('c_attn'), [], 'a name the model does not have targets nothing')
 })

@@ -32,6 +32,7 @@ import {
   type ValueInfoProto,
 } from 'onnx-buf'
 import type { GraphRewrite } from './graph-rewrite.js'
+import { leafOfKey } from '../../prefixes/lora-module-key.js'
 import { findLoraProjections, type GraphProjection } from './lora-projections.js'
 
 /** Input names of a module's per-row low-rank factors. */
@@ -129,30 +130,49 @@ function batchDimOf(graph: GraphProto): number | string {
   return dim?.case === 'dimParam' ? dim.value : 'batch_size'
 }
 
-export const loraRewrite: GraphRewrite = {
-  name: 'lora-per-row',
-  needed(model: ModelProto): boolean {
-    const graph = model.graph
-    if (!graph || graph.input.some((i) => LORA_INPUT.test(i.name))) return false
-    return findLoraProjections(graph).length > 0
-  },
-  apply(model: ModelProto): void {
-    const graph = model.graph!
-    const projections = findLoraProjections(graph)
-    const additions = new Map<NodeProto, NodeProto[]>()
-    const shapes = new Map<GraphProto, RowShapes>()
-    const batch = batchDimOf(graph)
-    for (const projection of projections) {
-      const rank = `lora_rank.${projection.key}`
-      graph.input.push(floatInput(loraInputA(projection.key), [batch, projection.inFeatures, rank]))
-      graph.input.push(floatInput(loraInputB(projection.key), [batch, rank, projection.outFeatures]))
-      projection.sites.forEach((site, i) => {
-        let rows = shapes.get(site.graph)
-        if (!rows) shapes.set(site.graph, (rows = new RowShapes(`/lora/graph${shapes.size}`, loraInputA(projections[0].key))))
-        additions.set(site.node, updateNodes(projection, site.node, i, rows.rowsOf(projection.inFeatures)))
-      })
-    }
-    // Shapes first, then each update right after its projection: every graph stays topologically sorted.
-    for (const [g, rows] of shapes) g.node = [...rows.prelude, ...g.node.flatMap((n) => [n, ...(additions.get(n) ?? [])])]
-  },
+/** The rewrite for the projections whose leaf module name `targets` accepts. */
+export function loraRewriteFor(targets: (leafName: string) => boolean): GraphRewrite {
+  const targeted = (graph: GraphProto) => findLoraProjections(graph).filter((p) => targets(leafOfKey(p.key)))
+  return {
+    name: 'lora-per-row',
+    needed(model: ModelProto): boolean {
+      const graph = model.graph
+      if (!graph || graph.input.some((i) => LORA_INPUT.test(i.name))) return false
+      return targeted(graph).length > 0
+    },
+    apply(model: ModelProto): void {
+      addLoraInputs(model.graph!, targeted(model.graph!))
+    },
+  }
+}
+
+/** Every projection the model has. */
+export const loraRewrite = loraRewriteFor(() => true)
+
+/**
+ * MODEL_REWRITES as LORA_TARGET_MODULES asks: 'all' keeps the list, 'none'
+ * drops the LoRA rewrite, names restrict it to those leaf modules.
+ */
+export function withLoraTargets(rewrites: readonly GraphRewrite[], setting: string | undefined): GraphRewrite[] {
+  if (setting === undefined || setting === 'all') return [...rewrites]
+  const names = new Set(setting.split(',').map((s) => s.trim()))
+  return rewrites.flatMap((r) => (r !== loraRewrite ? [r] : setting === 'none' ? [] : [loraRewriteFor((leaf) => names.has(leaf))]))
+}
+
+function addLoraInputs(graph: GraphProto, projections: readonly GraphProjection[]): void {
+  const additions = new Map<NodeProto, NodeProto[]>()
+  const shapes = new Map<GraphProto, RowShapes>()
+  const batch = batchDimOf(graph)
+  for (const projection of projections) {
+    const rank = `lora_rank.${projection.key}`
+    graph.input.push(floatInput(loraInputA(projection.key), [batch, projection.inFeatures, rank]))
+    graph.input.push(floatInput(loraInputB(projection.key), [batch, rank, projection.outFeatures]))
+    projection.sites.forEach((site, i) => {
+      let rows = shapes.get(site.graph)
+      if (!rows) shapes.set(site.graph, (rows = new RowShapes(`/lora/graph${shapes.size}`, loraInputA(projections[0].key))))
+      additions.set(site.node, updateNodes(projection, site.node, i, rows.rowsOf(projection.inFeatures)))
+    })
+  }
+  // Shapes first, then each update right after its projection: every graph stays topologically sorted.
+  for (const [g, rows] of shapes) g.node = [...rows.prelude, ...g.node.flatMap((n) => [n, ...(additions.get(n) ?? [])])]
 }
