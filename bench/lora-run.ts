@@ -9,6 +9,7 @@
  * in rounds; each ratio is taken within a round, then the median over rounds:
  * - base 16, original graph: the model file as is (what main serves);
  * - base 16, LoRA graph: the derived graph, no row with a LoRA (rank 0);
+ * - base 16, q,v-only graph: derived with LORA_TARGET_MODULES=q_proj,v_proj;
  * - LoRA q,v r8 ×16: 16 distinct rank-8 LoRAs on q_proj and v_proj, one per row;
  * - LoRA all r8 ×16: 16 distinct rank-8 LoRAs on all seven linear modules.
  * Also the memory one cached LoRA holds (its A and B in float32).
@@ -16,6 +17,7 @@
 import { access } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { loraRewriteFor } from '../src/engine/graph/lora-rewrite.js'
 import { generateModel } from '../src/models/generate/index.js'
 import { loraAdapterBytes } from '../src/prefixes/lora-adapter.js'
 import { seededLora } from '../test/helpers/lora-fixtures.js'
@@ -50,6 +52,7 @@ async function ensureSeparateModel(cacheDir: string): Promise<string> {
 const modelDir = await ensureSeparateModel(args['cache-dir']!)
 const original = await LoopBench.create(modelDir, threads, streams, [])
 const derived = await LoopBench.create(modelDir, threads, streams)
+const qvOnly = await LoopBench.create(modelDir, threads, streams, [loraRewriteFor((m) => m === 'q_proj' || m === 'v_proj')])
 const { spec, loraInputs } = derived.model
 if (original.model.loraInputs.length !== 0 || loraInputs.length === 0) throw new Error('the two graphs are not original and derived')
 const prompts = benchPrompts(streams, promptTokens, spec.vocabSize, spec.bosTokenId ?? 1)
@@ -61,6 +64,7 @@ const rows = (loras: readonly (ReturnType<typeof seededLora> | null)[]): LoopRow
 const variants: Array<{ name: string; run: () => Promise<Throughput> }> = [
   { name: 'base 16, original graph', run: () => original.run(rows([]), newTokens) },
   { name: 'base 16, LoRA graph', run: () => derived.run(rows([]), newTokens) },
+  { name: 'base 16, q,v-only graph', run: () => qvOnly.run(rows([]), newTokens) },
   { name: 'LoRA q,v r8 ×16', run: () => derived.run(rows(qvLoras), newTokens) },
   { name: 'LoRA all r8 ×16', run: () => derived.run(rows(allLoras), newTokens) },
 ]
@@ -68,6 +72,7 @@ const RATIOS = [
   { name: '16 distinct LoRAs (q,v r8) / 16 base rows', num: 'LoRA q,v r8 ×16', den: 'base 16, LoRA graph', target: 0.85 },
   { name: '16 distinct LoRAs (all modules r8) / 16 base rows', num: 'LoRA all r8 ×16', den: 'base 16, LoRA graph' },
   { name: 'base rows: LoRA graph / original graph', num: 'base 16, LoRA graph', den: 'base 16, original graph', target: 0.98 },
+  { name: 'base rows: q,v-only LoRA graph / original graph', num: 'base 16, q,v-only graph', den: 'base 16, original graph', target: 0.98 },
   { name: '16 distinct LoRAs (q,v r8) / base rows on the original graph', num: 'LoRA q,v r8 ×16', den: 'base 16, original graph' },
 ]
 

@@ -62,14 +62,19 @@ export interface RequestReport {
 
 type Params = NonNullable<GenerateBodyT['parameters']>
 
+/** One id, ids joined by '+' (a pair in a single-id field such as OpenAI's `model`), or a list. */
+function idList(ref: string | string[] | null | undefined): string[] | null {
+  if (ref === null || ref === undefined) return null
+  return Array.isArray(ref) ? ref : ref.split('+')
+}
+
 function prefixIds(p: Params): string[] {
-  const a = p.prefix_id ?? null
-  const b = p.adapter_id ?? null
+  const a = idList(p.prefix_id)
+  const b = idList(p.adapter_id)
   if (a !== null && b !== null && JSON.stringify(a) !== JSON.stringify(b)) {
     throw new ValidationError('parameters.prefix_id and parameters.adapter_id name different prefixes; give one')
   }
-  const ref = a ?? b
-  return ref === null ? [] : Array.isArray(ref) ? ref : [ref]
+  return a ?? b ?? []
 }
 
 export class GenerationService {

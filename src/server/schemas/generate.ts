@@ -1,8 +1,12 @@
 import Type, { type Static } from 'typebox'
 import { nullable, PrefixId } from './common.js'
 
-const PrefixRef = Type.Union([PrefixId, Type.Array(PrefixId, { minItems: 1, maxItems: 8 })], {
-  description: 'A prefix id, or a list of ids whose key/values are concatenated in order. Absent: the base model.',
+/** Ids joined by '+' (never part of an id): a pair such as a prefix and a LoRA, in one string. */
+const JoinedIds = Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}(\\+[A-Za-z0-9._-]{1,128}){1,7}$' })
+
+const PrefixRef = Type.Union([PrefixId, JoinedIds, Type.Array(PrefixId, { minItems: 1, maxItems: 8 })], {
+  description:
+    'An adapter id, a list of ids, or ids joined by "+" ("owl-prefix+owl-lora"). Prefixes and prompt-learning adapters compose in order; at most one LoRA, which acts on the real tokens under them. Absent: the base model.',
 })
 
 export const GenerateParameters = Type.Object(
