@@ -19,7 +19,7 @@ import { healthRoutes } from './server/routes/health.js'
 import { prefixRoutes } from './server/routes/prefixes.js'
 import { storePlugin } from './server/store-plugin.js'
 import { openAPIPlugin } from './server/openapi-plugin.js'
-import { openAIPlugin } from './server/openai/openai-plugin.js'
+import { openAIPlugin } from './server/routes/openai-plugin.js'
 import { tgiClientCompat } from './server/openai/tgi-client-compat.js'
 
 declare module 'fastify' {

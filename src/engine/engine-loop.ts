@@ -4,10 +4,10 @@
  * emit. Runs inside the worker; everything model-specific sits behind the
  * ForwardRunner, so this loop is the same for every model.
  */
-import { DeadlineExceededError, flattenError, OverloadedError, type FlatError } from '../errors.js'
+import { flatError, flattenError, type FlatError } from '../domain/error-table.js'
 import { buildDecode, buildPrefill } from './batch/forward-feed.js'
 import { advance, compact, emptyKvState, type KvShape, type KvState } from './batch/kv-state.js'
-import { epochMs } from '../metrics/clock.js'
+import { epochMs } from '../domain/clock.js'
 import type { ForwardResult } from './forward-runner.js'
 import type { Generation } from './generation.js'
 import type { EngineStats, TokenEvent } from './protocol.js'
@@ -48,7 +48,7 @@ export class EngineLoop {
 
   submit(gen: Generation): void {
     if (!this.scheduler.enqueue(gen)) {
-      this.sink.failed(gen.id, flattenError(new OverloadedError('too many requests are waiting; retry later')))
+      this.sink.failed(gen.id, flatError('PREFIXD_OVERLOADED', 'too many requests are waiting; retry later'))
       return
     }
     this.kick()
@@ -104,7 +104,7 @@ export class EngineLoop {
     )
     for (const g of expired) {
       this.cancel(g.id)
-      this.sink.failed(g.id, flattenError(new DeadlineExceededError('the request ran past its deadline')))
+      this.sink.failed(g.id, flatError('PREFIXD_DEADLINE_EXCEEDED', 'the request ran past its deadline'))
     }
   }
 

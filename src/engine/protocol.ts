@@ -3,9 +3,9 @@
  * the protocol version; request-scoped ones carry the request id; errors cross
  * as plain {code, statusCode, message} (structured clone drops Error classes).
  */
-import type { FlatError } from '../errors.js'
-import type { ModelSpec } from './model-spec.js'
-import type { PrefixKV } from '../prefixes/prefix-kv.js'
+import type { FlatError } from '../domain/error-table.js'
+import type { ModelSpec } from '../domain/model-spec.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 import type { SamplingParams } from './sampling/sampling-params.js'
 
 export const PROTOCOL_VERSION = 1

@@ -11,7 +11,7 @@ import { basename, join } from 'node:path'
 import { InvalidPrefixError, PayloadTooLargeError, PrefixNotFoundError } from '../errors.js'
 import { NATIVE_FILE, readNativePrefix } from './native-format.js'
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, readPeftAdapter, refusePickledAdapter } from './peft-adapter.js'
-import type { PrefixKV } from './prefix-kv.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 
 export interface LoadPrefixOptions {
   /** Largest file accepted, in bytes; larger files raise PayloadTooLargeError. */

@@ -9,7 +9,7 @@
  */
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { ModelSpec } from '../../engine/model-spec.js'
+import type { ModelSpec } from '../../domain/model-spec.js'
 import { isValidPrefixId, loadPrefixFolder } from '../prefix-folder.js'
 import { DEFAULT_OWNER, type PrefixIndex, type PrefixRecord } from './prefix-record.js'
 import { toStoredBlob, type StoredBlob } from './upload-conversion.js'

@@ -6,15 +6,14 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import type { ChatTemplate } from '../openai/chat-template.js'
-import { runChoices } from '../openai/choices.js'
+import { runChoices, usage } from '../openai/choices.js'
 import { OpenAIRequestError } from '../openai/errors.js'
 import { nowSeconds, prepareChoices, toGenerateBody } from '../openai/generate-request.js'
 import { chatLogprobs } from '../openai/logprobs.js'
 import { streamAnswer } from '../openai/stream.js'
 import { checkChatFields } from '../openai/unsupported-fields.js'
 import { ChatBody, ChatResponse, jsonOrEventStream, openAIErrorResponses } from '../schemas/openai.js'
-import { clientGone } from './generate.js'
-import { usage } from './openai-completions.js'
+import { clientGone } from '../client-gone.js'
 
 export interface ChatRoutesOptions {
   /** The model's chat template; null when it has none (every request is then a 400). */

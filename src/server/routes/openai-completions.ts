@@ -5,13 +5,13 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
-import { runChoices } from '../openai/choices.js'
+import { runChoices, usage } from '../openai/choices.js'
 import { nowSeconds, prepareChoices, toGenerateBody } from '../openai/generate-request.js'
 import { completionLogprobs } from '../openai/logprobs.js'
 import { streamAnswer } from '../openai/stream.js'
 import { checkCompletionFields } from '../openai/unsupported-fields.js'
 import { CompletionBody, CompletionResponse, jsonOrEventStream, openAIErrorResponses } from '../schemas/openai.js'
-import { clientGone } from './generate.js'
+import { clientGone } from '../client-gone.js'
 
 /** OpenAI's default max_tokens for completions. */
 const DEFAULT_COMPLETION_TOKENS = 16
@@ -70,9 +70,4 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
       }
     },
   )
-}
-
-export function usage(promptTokens: number, results: Array<{ tokens: unknown[] }>) {
-  const completion = results.reduce((n, r) => n + r.tokens.length, 0)
-  return { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion }
 }
