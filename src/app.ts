@@ -13,6 +13,7 @@ import { addRequestLog } from './server/request-log.js'
 import { authPlugin } from './server/auth-plugin.js'
 import { rateLimitPlugin } from './server/rate-limit-plugin.js'
 import { refuseNewWorkWhileDraining } from './server/drain.js'
+import { Readiness } from './server/readiness.js'
 import { generateRoutes } from './server/routes/generate.js'
 import { generateStreamRoutes } from './server/routes/generate-stream.js'
 import { healthRoutes } from './server/routes/health.js'
@@ -63,6 +64,7 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
 
   app.decorate('config', config)
   app.decorate('prefixdVersion', pkg.version)
+  app.decorate('readiness', new Readiness())
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
   // Before every route: the OpenAPI document is collected as routes are added.

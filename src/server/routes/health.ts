@@ -17,7 +17,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/ready',
     { schema: { summary: 'Ready to serve: model loaded and warmed up', response: { 200: Status, 503: ErrorBody } } },
     async (_request, reply) => {
-      const reason = app.notReadyReason()
+      const reason = app.readiness.notReadyReason()
       if (reason !== null) return reply.code(503).send({ error: reason, error_type: 'unavailable' })
       return { status: 'ready' }
     },
