@@ -29,13 +29,6 @@ export interface LoadedPrefix {
   modelFingerprint?: string
 }
 
-const PREFIX_ID = /^[A-Za-z0-9._-]{1,128}$/
-
-/** Ids become folder names and URL segments: a safe character set, and never "." or "..". */
-export function isValidPrefixId(id: unknown): id is string {
-  return typeof id === 'string' && PREFIX_ID.test(id) && id !== '.' && id !== '..'
-}
-
 function errnoCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code
   return typeof code === 'string' ? code : undefined

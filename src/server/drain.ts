@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { NotReadyError } from '../errors.js'
+import { isProbe } from './probe-route.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -13,13 +14,11 @@ declare module 'fastify' {
   }
 }
 
-const ALWAYS_ANSWERED = new Set(['/health', '/ready', '/metrics', '/info'])
-
 export function refuseNewWorkWhileDraining(app: FastifyInstance): void {
   app.decorate('draining', false)
   app.readiness.report('drain', () => (app.draining ? 'the server is shutting down' : null))
   app.addHook('onRequest', async (request) => {
-    if (app.draining && !ALWAYS_ANSWERED.has(request.routeOptions.url ?? '')) {
+    if (app.draining && !isProbe(request)) {
       throw new NotReadyError('the server is shutting down; retry on another replica')
     }
   })

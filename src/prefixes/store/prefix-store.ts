@@ -15,7 +15,7 @@
 import type { ModelSpec } from '../../domain/model-spec.js'
 import { PrefixExistsError, PrefixNotFoundError } from '../../errors.js'
 import { readNativePrefix } from '../native-format.js'
-import { isValidPrefixId } from '../prefix-folder.js'
+import { isValidPrefixId } from '../../domain/prefix-id.js'
 import { assertPrefixFitsModel } from '../shape-check.js'
 import { EnginePrefixCache, type PrefixSink } from './engine-prefix-cache.js'
 import { newRecord, seedFromFolder, type SeedLogger } from './folder-seed.js'
