@@ -7,18 +7,15 @@ import type { FlatError } from '../domain/error-table.js'
 import type { ModelSpec } from '../domain/model-spec.js'
 import type { PrefixKV } from '../domain/prefix-kv.js'
 import type { SamplingParams } from './sampling/sampling-params.js'
+import type { SchedulerLimits } from './scheduler.js'
 
 export const PROTOCOL_VERSION = 1
 
-export interface EngineOptions {
+/** How the worker starts: the model, the runtime, and the scheduler's limits as they are. */
+export interface EngineOptions extends SchedulerLimits {
   modelDir: string
   executionProvider: 'cpu' | 'cuda'
   intraOpThreads: number
-  maxBatchSize: number
-  maxBatchTokens: number
-  maxPrefillTokens: number
-  maxWaiting: number
-  maxWaitingPerTenant?: number
 }
 
 /** Sampling settings plus what ends a request and whose it is. */

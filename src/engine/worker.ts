@@ -29,13 +29,7 @@ async function main(): Promise<void> {
     runner,
     shape,
     spec.vocabSize,
-    {
-      maxBatchSize: opts.maxBatchSize,
-      maxBatchTokens: opts.maxBatchTokens,
-      maxPrefillTokens: opts.maxPrefillTokens,
-      maxWaiting: opts.maxWaiting,
-      maxWaitingPerTenant: opts.maxWaitingPerTenant,
-    },
+    opts,
     {
       tokens: (events, stats) => send({ v: PROTOCOL_VERSION, type: 'tokens', events, stats: { ...stats, prefixesCached: prefixes.size } }),
       failed: (id, error) => send({ v: PROTOCOL_VERSION, type: 'failed', id, error }),

@@ -29,7 +29,7 @@ export const enginePlugin = fp<EnginePluginOptions>(
   async (app, { config, modelDir }) => {
     const engine = await EngineClient.start({
       modelDir: resolve(modelDir),
-      executionProvider: config.EXECUTION_PROVIDER as 'cpu' | 'cuda',
+      executionProvider: config.EXECUTION_PROVIDER,
       intraOpThreads: config.INTRA_OP_THREADS,
       maxBatchSize: config.MAX_BATCH_SIZE,
       maxBatchTokens: config.MAX_BATCH_TOKENS,

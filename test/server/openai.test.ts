@@ -157,6 +157,13 @@ t.test('errors in OpenAI shape, naming the field; neutral values of unsupported 
   t.match(wrongType.body.error, { param: 'max_tokens', message: /body\/max_tokens must be integer/ })
   const tooHot = await rawPost('/v1/completions', { model: 'dog-max', prompt: 'x', temperature: 3 })
   t.match(tooHot, { status: 400, body: { error: { param: 'temperature' } } })
+  // OpenAI's stop list has TGI's limit, MAX_STOP_SEQUENCES, and names the field (chat shares the check).
+  const limit = app.config.MAX_STOP_SEQUENCES
+  const stops = (n: number) => Array.from({ length: n }, (_, i) => `zz${i}`)
+  const tooManyStops = await rawPost('/v1/completions', { model: 'dog-max', prompt: 'x', stop: stops(limit + 1) })
+  t.match(tooManyStops, { status: 400, body: { error: { param: 'stop', code: 'validation', message: new RegExp(`limit is ${limit}`) } } })
+  const enoughStops = await rawPost('/v1/completions', { model: 'dog-max', prompt: 'x', max_tokens: 2, temperature: 0, stop: stops(limit) })
+  t.equal(enoughStops.status, 200, 'exactly the limit is accepted')
   const tooLong = await rawPost('/v1/completions', { model: 'dog-max', prompt: 'x', max_tokens: 100000 })
   t.match(tooLong, { status: 400, body: { error: { code: 'validation', message: /exceeds the model's/ } } })
   const noRoute = await fetch(`${url}/v1/nothing`)
