@@ -69,8 +69,8 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   app.setNotFoundHandler(notFoundHandler)
   // Before every route: the OpenAPI document is collected as routes are added.
   await app.register(openAPIPlugin, { version: pkg.version })
-  addRequestLog(app as unknown as FastifyInstance, config.LOG_PROMPTS)
-  refuseNewWorkWhileDraining(app as unknown as FastifyInstance)
+  addRequestLog(app, config.LOG_PROMPTS)
+  refuseNewWorkWhileDraining(app)
   await app.register(metricsPlugin, { prefixLabelLimit: config.PREFIX_LABEL_LIMIT })
   await app.register(authPlugin, { apiKeys: config.API_KEYS, apiKeysFile: config.API_KEYS_FILE })
   await app.register(rateLimitPlugin, { perMinute: config.RATE_LIMIT_PER_MINUTE, redisUrl: config.REDIS_URL })
@@ -82,5 +82,5 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   await app.register(prefixRoutes)
   await app.register(generateStreamRoutes)
   await app.register(openAIPlugin, { prefix: '/v1', modelDir })
-  return app as unknown as FastifyInstance
+  return app
 }

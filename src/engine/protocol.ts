@@ -68,11 +68,15 @@ export interface EngineStats {
   /** Rows in the last decode pass. */
   batchSize: number
   steps: number
+  /** Prefixes the worker holds (filled in by the worker, which owns them). */
   prefixesCached: number
 }
 
+/** What the step loop knows of the stats: the prefixes held are the worker's. */
+export type LoopStats = Omit<EngineStats, 'prefixesCached'>
+
 export type FromWorker =
-  | { v: typeof PROTOCOL_VERSION; type: 'ready'; spec: ModelSpec; modelFile: string }
+  | { v: typeof PROTOCOL_VERSION; type: 'ready'; spec: ModelSpec }
   | { v: typeof PROTOCOL_VERSION; type: 'tokens'; events: TokenEvent[]; stats: EngineStats }
   | { v: typeof PROTOCOL_VERSION; type: 'failed'; id: number; error: FlatError }
   | { v: typeof PROTOCOL_VERSION; type: 'stats'; stats: EngineStats }

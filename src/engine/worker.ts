@@ -77,7 +77,7 @@ async function main(): Promise<void> {
   // Warm-up: the first run of a session allocates and plans; pay that before
   // the server says it is ready, not on a user's first request.
   await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], prefixes: [] }]).feed)
-  send({ v: PROTOCOL_VERSION, type: 'ready', spec, modelFile: opts.modelDir })
+  send({ v: PROTOCOL_VERSION, type: 'ready', spec })
 }
 
 main().catch((err: unknown) => {
