@@ -4,7 +4,7 @@
  * targetable projection, with the projection's size from their fixed dims.
  * A model without them (the rewrite found nothing to target) serves no LoRA.
  */
-import { ModelLoadError } from '../errors.js'
+import { ModelLoadError } from './model-load-error.js'
 import type { LoraInput } from './batch/lora-feed.js'
 import { LORA_INPUT, loraInputA, loraInputB } from './graph/lora-rewrite.js'
 import type { TensorMeta } from './onnx-signature.js'

@@ -12,37 +12,15 @@
  */
 import { InvalidPrefixError, PrefixShapeMismatchError } from '../errors.js'
 import { decodeFloatTensor } from './dtype-convert.js'
-import { parseLoraConfig, type LoraConfig } from './lora-config.js'
-import { leafOfKey, moduleKeyOf } from './lora-module-key.js'
+import { parseLoraConfig } from './lora-config.js'
+import type { LoraConfig } from '../domain/lora-weights.js'
+import { leafOfKey, moduleKeyOf } from '../domain/lora-module-key.js'
+import type { LoraAdapter, LoraModule, LoraProjection } from '../domain/lora-weights.js'
 import { looksLikePickle, PICKLE_REFUSAL } from './peft-adapter.js'
 import { parseSafetensors, type ParseOptions, type SafetensorsFile, type TensorInfo } from './safetensors.js'
 
-export interface LoraModule {
-  /** The module key shared with the graph (`layers.0.self_attn.q_proj`), see lora-module-key.ts. */
-  key: string
-  inFeatures: number
-  outFeatures: number
-  /** lora_Aᵀ, [inFeatures, rank] row-major. */
-  a: Float32Array
-  /** scaling · lora_Bᵀ, [rank, outFeatures] row-major. */
-  b: Float32Array
-}
-
-export interface LoraAdapter {
-  config: LoraConfig
-  rank: number
-  /** Sorted by key. */
-  modules: LoraModule[]
-  /** The dtype the tensors were stored in. */
-  dtype: string
-}
-
-/** A projection of the loaded model that a LoRA may target: its key and size. */
-export interface LoraProjection {
-  key: string
-  inFeatures: number
-  outFeatures: number
-}
+export type { LoraAdapter, LoraModule, LoraProjection } from '../domain/lora-weights.js'
+export { loraAdapterBytes } from '../domain/lora-weights.js'
 
 const WEIGHTS = 'adapter_model.safetensors'
 const SAVED = /^base_model\.model\.(.+)\.lora_([AB])\.weight$/
@@ -152,9 +130,4 @@ export function checkLoraFitsModel(adapter: LoraAdapter, projections: readonly L
     }
   }
   if (problems.length > 0) throw new PrefixShapeMismatchError(`${who} ${problems.slice(0, 8).join('; ')}`)
-}
-
-/** Bytes one cached adapter holds (its A and B, float32). */
-export function loraAdapterBytes(adapter: LoraAdapter): number {
-  return adapter.modules.reduce((n, m) => n + (m.a.byteLength + m.b.byteLength), 0)
 }

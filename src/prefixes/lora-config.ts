@@ -12,19 +12,12 @@
  * `layers_to_transform` / `layers_pattern` / `exclude_modules` (they decide
  * which modules have tensors, and the tensors are what is served).
  */
+import type { LoraConfig } from '../domain/lora-weights.js'
 import { InvalidPrefixError } from '../errors.js'
 
 export const LORA_PEFT_TYPE = 'LORA'
 
-export interface LoraConfig {
-  rank: number
-  alpha: number
-  useRslora: boolean
-  /** The scale PEFT applies to B·A: alpha/r, or alpha/√r with rsLoRA. */
-  scaling: number
-  /** Leaf module names, or PEFT's regex string form (matched by PEFT against full names). */
-  targetModules: string[] | string
-}
+export type { LoraConfig } from '../domain/lora-weights.js'
 
 const FILE = 'adapter_config.json'
 

@@ -10,9 +10,9 @@
  */
 import { InvalidPrefixError } from '../errors.js'
 import { decodeFloatTensor, encodeF32 } from './dtype-convert.js'
-import type { LoraAdapter, LoraModule } from './lora-adapter.js'
-import type { LoraConfig } from './lora-config.js'
-import { moduleKeyOf } from './lora-module-key.js'
+import type { LoraAdapter, LoraModule } from '../domain/lora-weights.js'
+import type { LoraConfig } from '../domain/lora-weights.js'
+import { moduleKeyOf } from '../domain/lora-module-key.js'
 import { parseSafetensors, serializeSafetensors, type SafetensorsFile, type TensorToWrite } from './safetensors.js'
 
 export const LORA_NATIVE_FORMAT = 'prefixd.lora'

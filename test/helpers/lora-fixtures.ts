@@ -4,8 +4,8 @@
  * already folded in (it is 1 here), the layout readLoraAdapter produces.
  */
 import { mulberry32 } from '../../src/models/generate/prng.js'
-import type { LoraAdapter, LoraModule, LoraProjection } from '../../src/prefixes/lora-adapter.js'
-import { leafOfKey } from '../../src/prefixes/lora-module-key.js'
+import type { LoraAdapter, LoraModule, LoraProjection } from '../../src/domain/lora-weights.js'
+import { leafOfKey } from '../../src/domain/lora-module-key.js'
 
 export function seededLora(
   projections: readonly LoraProjection[],

@@ -9,7 +9,7 @@ import t from 'tap'
 import { InvalidPrefixError, PrefixShapeMismatchError } from '../../src/errors.js'
 import { parseLoraConfig } from '../../src/prefixes/lora-config.js'
 import { checkLoraFitsModel, loraAdapterBytes, readLoraAdapter, type LoraProjection } from '../../src/prefixes/lora-adapter.js'
-import { moduleKeyOf } from '../../src/prefixes/lora-module-key.js'
+import { moduleKeyOf } from '../../src/domain/lora-module-key.js'
 import { readNativeLora, writeNativeLora } from '../../src/prefixes/lora-native.js'
 import { serializeSafetensors, type TensorToWrite } from '../../src/prefixes/safetensors.js'
 

@@ -2,8 +2,8 @@
  * One forward pass's inputs, independent of ONNX Runtime: the prefill of newly
  * admitted rows, or one decode step of the running batch.
  */
-import type { LoraAdapter } from '../../prefixes/lora-adapter.js'
-import type { PrefixKV } from '../../prefixes/prefix-kv.js'
+import type { PrefixKV } from '../../domain/prefix-kv.js'
+import type { LoraAdapter } from '../../domain/lora-weights.js'
 import type { KvShape, KvState } from './kv-state.js'
 
 export interface ForwardFeed {

@@ -10,7 +10,7 @@
  * returns it again while the rows' adapters are the same, so a decode step
  * copies nothing.
  */
-import type { LoraAdapter, LoraModule } from '../../prefixes/lora-adapter.js'
+import type { LoraAdapter, LoraModule } from '../../domain/lora-weights.js'
 
 /** One module's input pair, as the derived model declares it. */
 export interface LoraInput {

@@ -10,8 +10,8 @@
  * If branches) are searched too; a module found in several places is one key.
  */
 import type { GraphProto, NodeProto, TensorProto } from 'onnx-buf'
-import { moduleKeyOf } from '../../prefixes/lora-module-key.js'
-import type { LoraProjection } from '../../prefixes/lora-adapter.js'
+import { moduleKeyOf } from '../../domain/lora-module-key.js'
+import type { LoraProjection } from '../../domain/lora-weights.js'
 
 export interface ProjectionSite {
   graph: GraphProto

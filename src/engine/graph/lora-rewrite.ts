@@ -32,7 +32,7 @@ import {
   type ValueInfoProto,
 } from 'onnx-buf'
 import type { GraphRewrite } from './graph-rewrite.js'
-import { leafOfKey } from '../../prefixes/lora-module-key.js'
+import { leafOfKey } from '../../domain/lora-module-key.js'
 import { findLoraProjections, type GraphProjection } from './lora-projections.js'
 
 /** Input names of a module's per-row low-rank factors. */
