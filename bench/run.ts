@@ -47,8 +47,8 @@ const prefixIds = await writePrefixFolder(prefixDir, prefixes)
 log('starting the HTTP server (engine worker, model load, warm-up)')
 const server = await startServer(modelDir, prefixDir, threads, streams)
 const engine = server.app.engine
-prefixes.forEach((p, i) => engine.putPrefix(`mixed-${i}`, p))
-engine.putPrefix('shared', prefixes[0])
+prefixes.forEach((p, i) => engine.putAdapter(`mixed-${i}`, { kind: 'past_kv', prefix: p }))
+engine.putAdapter('shared', { kind: 'past_kv', prefix: prefixes[0] })
 const tokenizer = await TextTokenizer.load(modelDir, spec.bosTokenId)
 const bodies: GenerateBody[] = prefixIds.map((id, i) => ({
   inputs: promptOfTokens(tokenizer, promptTokens, i + 1),

@@ -5,10 +5,10 @@
  */
 import type { FlatError } from '../errors.js'
 import type { ModelSpec } from './model-spec.js'
-import type { PrefixKV } from '../prefixes/prefix-kv.js'
+import type { AdapterContribution, ContributionKind } from '../prefixes/adapter-contribution.js'
 import type { SamplingParams } from './sampling/sampling-params.js'
 
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 export interface EngineOptions {
   modelDir: string
@@ -42,16 +42,16 @@ export interface SubmitMessage {
   type: 'submit'
   id: number
   promptIds: number[]
-  /** Keys of prefixes already sent with putPrefix, concatenated in this order. */
-  prefixKeys: string[]
+  /** Keys of adapters already sent with putAdapter, composed in this order. */
+  adapterKeys: string[]
   params: GenerationParams
 }
 
 export type ToWorker =
   | SubmitMessage
   | { v: typeof PROTOCOL_VERSION; type: 'cancel'; id: number }
-  | { v: typeof PROTOCOL_VERSION; type: 'putPrefix'; key: string; prefix: PrefixKV }
-  | { v: typeof PROTOCOL_VERSION; type: 'dropPrefix'; key: string }
+  | { v: typeof PROTOCOL_VERSION; type: 'putAdapter'; key: string; adapter: AdapterContribution }
+  | { v: typeof PROTOCOL_VERSION; type: 'dropAdapter'; key: string }
   | { v: typeof PROTOCOL_VERSION; type: 'shutdown' }
 
 export type FinishReason = 'length' | 'eos_token' | 'stop_sequence'
@@ -75,7 +75,8 @@ export interface EngineStats {
 }
 
 export type FromWorker =
-  | { v: typeof PROTOCOL_VERSION; type: 'ready'; spec: ModelSpec; modelFile: string }
+  /** `accepts`: the contributions the loaded (derived) graph can take. */
+  | { v: typeof PROTOCOL_VERSION; type: 'ready'; spec: ModelSpec; modelFile: string; accepts: ContributionKind[] }
   | { v: typeof PROTOCOL_VERSION; type: 'tokens'; events: TokenEvent[]; stats: EngineStats }
   | { v: typeof PROTOCOL_VERSION; type: 'failed'; id: number; error: FlatError }
   | { v: typeof PROTOCOL_VERSION; type: 'stats'; stats: EngineStats }
