@@ -59,7 +59,7 @@ const bare = await BareLoop.create(modelFile, threads, spec.vocabSize)
 const side = await SideWorker.start({ modelDir, modelFile, threads, vocabSize: spec.vocabSize, prefixes, prompts, newTokens })
 
 const rows = (n: number, shared: boolean): BatchRow[] =>
-  prompts.slice(0, n).map((promptIds, i) => ({ promptIds, prefixKey: shared ? 'shared' : `mixed-${i}` }))
+  prompts.slice(0, n).map((promptIds, i) => ({ promptIds, adapterKeys: [shared ? 'shared' : `mixed-${i}`] }))
 const bareRuns: Array<{ runSeconds: number; seconds: number }> = []
 // Compared variants run back to back (the machine's load drifts), in this
 // order on even rounds and reversed on odd ones, so neither side of a ratio
