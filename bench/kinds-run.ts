@@ -11,7 +11,10 @@
  * - bare loop, exported graph / derived graph: the bare onnxruntime loop
  *   without adapters on model.onnx as exported and as the server loads it
  *   (with the inputs_embeds rewrite, fed one zero row): what the rewrite costs
- *   the no-adapter path.
+ *   the no-adapter path;
+ * - the same two graphs pass by pass (paired-passes.ts): each forward pass run
+ *   on both sessions back to back, which a loaded machine's drift cannot
+ *   bias; the median of the per-pass time ratios.
  *
  *   TS_NODE_TRANSPILE_ONLY=1 node --import ./node_modules/@tapjs/typescript/dist/esm/import.mjs bench/kinds-run.ts [--rounds 5]
  */
@@ -27,11 +30,13 @@ import { mulberry32 } from '../src/models/generate/prng.js'
 import { encodeF32 } from '../src/prefixes/dtype-convert.js'
 import { readPeftFiles } from '../src/prefixes/kinds/adapter-files.js'
 import { serializeSafetensors } from '../src/prefixes/safetensors.js'
+import * as ort from 'onnxruntime-node'
 import { BareLoop } from './bare-loop.js'
+import { pairedPasses } from './paired-passes.js'
 import { runEngineBatch, type BatchRow, type Throughput } from './engine-batch.js'
 import { startServer } from './http-bench.js'
 import { machineInfo } from './machine.js'
-import { alternate, fmt, spread } from './stats.js'
+import { alternate, fmt, median, spread } from './stats.js'
 import { benchPrefix, benchPrompts, ensureModel, WORKLOAD } from './workload.js'
 
 const { values: args } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, 'cache-dir': { type: 'string', default: '.cache/bench' } } })
@@ -76,6 +81,12 @@ const noPrefixes = Array.from({ length: streams }, () => ({
   values: Array.from({ length: spec.numLayers }, () => new Float32Array(0)),
 }))
 
+const sessionOptions: ort.InferenceSession.SessionOptions = { executionProviders: ['cpu'], graphOptimizationLevel: 'all', interOpNumThreads: 1, intraOpNumThreads: threads }
+const exportedSession = await ort.InferenceSession.create(modelFile, sessionOptions)
+const derivedSession = await ort.InferenceSession.create(derived.source, sessionOptions)
+const neutralEmbeds = { inputs_embeds: new ort.Tensor('float32', new Float32Array(spec.hiddenSize), [1, 1, spec.hiddenSize]) }
+const passRatios: number[] = []
+
 const variants: Array<{ name: string; run: () => Promise<Throughput> }> = [
   { name: 'engine prefix 16', run: () => runEngineBatch(engine, rows((i) => [`prefix-${i}`]), newTokens) },
   { name: 'engine mixed kinds 16', run: () => runEngineBatch(engine, rows((i) => [`${KIND_CYCLE[i % 3]}-${i}`]), newTokens) },
@@ -89,12 +100,16 @@ const RATIOS = [
 ]
 
 const measured: Array<Record<string, Throughput>> = []
+/** The q-quantile of the values (nearest rank). */
+const quantile = (values: readonly number[], q: number) => [...values].sort((x, y) => x - y)[Math.min(values.length - 1, Math.floor(q * values.length))]
 const rate = (x: Throughput) => x.tokens / x.seconds
 try {
   for (let round = -1; round < rounds; round++) {
     const perRound: Record<string, Throughput> = {}
     for (const v of alternate(variants, Math.max(0, round))) perRound[v.name] = await v.run()
     if (round >= 0) measured.push(perRound)
+    const paired = await pairedPasses(exportedSession, derivedSession, prompts, newTokens, spec.numLayers, { heads: spec.numKvHeads, headDim: spec.headDim }, neutralEmbeds)
+    if (round >= 0) passRatios.push(...paired.ratios)
     log(`${round < 0 ? 'warm-up' : `round ${round + 1}/${rounds}`}: ${variants.map((v) => `${v.name} ${fmt(rate(perRound[v.name]))}`).join(', ')} tok/s`)
   }
   const m = machineInfo()
@@ -116,6 +131,8 @@ try {
       const s = spread(measured.map((x) => rate(x[r.num]) / rate(x[r.den])))
       return `| ${r.name} | ${fmt(s.median, 3)} | ${fmt(s.min, 3)} | ${fmt(s.max, 3)} | ${r.target} |`
     }),
+    '',
+    `Paired passes, no adapter (${passRatios.length} forward passes, each run on both graphs back to back): time of the derived graph / the exported graph, median ${fmt(median(passRatios), 3)}, interquartile range ${fmt(quantile(passRatios, 0.25), 3)} to ${fmt(quantile(passRatios, 0.75), 3)}.`,
     '',
   ]
   process.stdout.write(lines.join('\n'))

@@ -4,6 +4,7 @@
  * a response schema for every status.
  */
 import Type, { type Static } from 'typebox'
+import { ADAPTER_KINDS } from '../../prefixes/kinds/kinds.js'
 import { ErrorBody, errorResponses, PrefixId } from './common.js'
 
 export const PrefixMetadata = Type.Object(
@@ -11,9 +12,10 @@ export const PrefixMetadata = Type.Object(
     id: Type.String(),
     version: Type.Integer({ description: '1 for the first upload, one more per replacement.' }),
     sha256: Type.String({ description: 'sha256 of the stored native file: identifies this version.' }),
-    kind: Type.Enum(['prefix', 'prompt_tuning', 'p_tuning'], {
-      description: 'The adapter kind: prefix (PEFT PREFIX_TUNING: past keys/values), prompt_tuning or p_tuning (virtual tokens in input-embedding space).',
-    }),
+    kind: Type.Enum(
+      ADAPTER_KINDS.map((k) => k.name),
+      { description: `The adapter kind (${ADAPTER_KINDS.map((k) => `${k.name}: PEFT ${k.peftType}`).join('; ')}).` },
+    ),
     num_virtual_tokens: Type.Integer({ description: 'Positions the adapter takes ahead of the prompt.' }),
     num_layers: Type.Optional(Type.Integer({ description: 'prefix only.' })),
     num_kv_heads: Type.Optional(Type.Integer({ description: 'prefix only.' })),
