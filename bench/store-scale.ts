@@ -5,7 +5,7 @@
  * within PREFIX_CACHE_BYTES, whatever the number of prefixes.
  */
 import { join } from 'node:path'
-import type { AdapterContribution } from '../src/prefixes/adapter-contribution.js'
+import type { AdapterContribution } from '../src/domain/adapter-contribution.js'
 import { EmbeddedIndex } from '../src/prefixes/store/embedded-index.js'
 import type { PrefixIndex } from '../src/prefixes/store/prefix-record.js'
 import { PrefixStore } from '../src/prefixes/store/prefix-store.js'

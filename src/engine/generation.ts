@@ -3,7 +3,7 @@
  * incremental detokenizer and stop-sequence matcher, and the rules that end it
  * (EOS, stop sequence, max_new_tokens). Pure given the logits it is handed.
  */
-import { contributionPositions, type AdapterContribution } from '../prefixes/adapter-contribution.js'
+import { contributionPositions, type AdapterContribution } from '../domain/adapter-contribution.js'
 import { IncrementalDecoder } from './sampling/incremental-decoder.js'
 import { TokenSampler } from './sampling/sampler.js'
 import { StopMatcher } from './sampling/stop-sequences.js'

@@ -4,9 +4,10 @@
  * against config.json so that a folder whose files disagree is refused at load
  * instead of failing on the first request.
  */
-import { ModelLoadError } from '../errors.js'
-import type { ContributionKind } from '../prefixes/adapter-contribution.js'
-import type { ModelSpec } from './model-spec.js'
+import { ModelLoadError } from './model-load-error.js'
+import type { ContributionKind } from '../domain/adapter-contribution.js'
+import { INPUTS_EMBEDS } from './graph/inputs-embeds-rewrite.js'
+import type { ModelSpec } from '../domain/model-spec.js'
 
 export interface OnnxSignature {
   hasPositionIds: boolean
@@ -32,8 +33,6 @@ export interface TensorMeta {
   shape?: ReadonlyArray<number | string>
 }
 
-/** The optimum / transformers name of the input-embeddings input. */
-export const INPUTS_EMBEDS = 'inputs_embeds'
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/
 const PRESENT = /^present\.(\d+)\.(key|value)$/
 

@@ -9,7 +9,7 @@
 import { open, readdir } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { InvalidPrefixError, PayloadTooLargeError, PrefixNotFoundError } from '../errors.js'
-import { readNativeFile, readPeftFiles, type LoadedAdapter } from './kinds/adapter-files.js'
+import { readNativeFile, readPeftFiles, type LoadedAdapter } from './adapter-files.js'
 import { NATIVE_FILE } from './native-format.js'
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, refusePickledAdapter } from './peft-adapter.js'
 
@@ -20,13 +20,6 @@ export interface LoadPrefixOptions {
   maxHeaderBytes?: number
 }
 
-
-const PREFIX_ID = /^[A-Za-z0-9._-]{1,128}$/
-
-/** Ids become folder names and URL segments: a safe character set, and never "." or "..". */
-export function isValidPrefixId(id: unknown): id is string {
-  return typeof id === 'string' && PREFIX_ID.test(id) && id !== '.' && id !== '..'
-}
 
 function errnoCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code

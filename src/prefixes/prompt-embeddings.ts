@@ -12,7 +12,7 @@
  * `prompt_embeddings` [P, hidden_size] in F32.
  */
 import { InvalidPrefixError } from '../errors.js'
-import type { VirtualEmbeddings } from './adapter-contribution.js'
+import type { VirtualEmbeddings } from '../domain/adapter-contribution.js'
 import { decodeFloatTensor, encodeF32 } from './dtype-convert.js'
 import { serializeSafetensors, type SafetensorsFile } from './safetensors.js'
 

@@ -19,7 +19,7 @@ import { findTokenEmbedding, inputsEmbedsRewrite } from '../../src/engine/graph/
 import { readModelProto } from '../../src/engine/graph/model-proto.js'
 import { MODEL_REWRITES } from '../../src/engine/graph/rewrites.js'
 import { readModelSpec } from '../../src/engine/model-config.js'
-import type { ModelSpec } from '../../src/engine/model-spec.js'
+import type { ModelSpec } from '../../src/domain/model-spec.js'
 import { findModelFile } from '../../src/engine/onnx-session.js'
 import { mulberry32 } from '../../src/models/generate/prng.js'
 import { storiesModelDir } from '../helpers/shared-data.js'

@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path'
 import t from 'tap'
-import type { AdapterContribution } from '../../src/prefixes/adapter-contribution.js'
+import type { AdapterContribution } from '../../src/domain/adapter-contribution.js'
 import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
 import { outcomeDifferences } from '../helpers/batching-compare.js'
 import { InProcessEngine } from '../helpers/batching-inprocess.js'

@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
-import type { AdapterContribution } from '../../src/prefixes/adapter-contribution.js'
+import type { AdapterContribution } from '../../src/domain/adapter-contribution.js'
 import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
 import { readExpected, type ExpectedFile } from './shared-data.js'
 

@@ -2,7 +2,7 @@
  * One forward pass's inputs, independent of ONNX Runtime: the prefill of newly
  * admitted rows, or one decode step of the running batch.
  */
-import type { AdapterContribution } from '../../prefixes/adapter-contribution.js'
+import type { AdapterContribution } from '../../domain/adapter-contribution.js'
 import type { KvShape, KvState } from './kv-state.js'
 import { rowLayout, type RowLayout } from './row-layout.js'
 

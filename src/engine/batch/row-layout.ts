@@ -7,8 +7,8 @@
  * For one adapter this is exactly PEFT's layout for its kind (prefix tuning:
  * prompt at P…; prompt tuning: virtual tokens 0…P-1, BOS at P).
  */
-import type { AdapterContribution, VirtualEmbeddings } from '../../prefixes/adapter-contribution.js'
-import type { PrefixKV } from '../../prefixes/prefix-kv.js'
+import type { AdapterContribution, VirtualEmbeddings } from '../../domain/adapter-contribution.js'
+import type { PrefixKV } from '../../domain/prefix-kv.js'
 
 export interface RowLayout {
   past: PrefixKV[]

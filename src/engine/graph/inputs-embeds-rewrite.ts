@@ -19,7 +19,6 @@
  * pass the original values through bit for bit: the graph is exact.
  */
 import { TensorProto_DataType, type GraphProto, type NodeProto } from 'onnx-buf'
-import { INPUTS_EMBEDS } from '../onnx-signature.js'
 import {
   addGraphInput,
   addInt64Constant,
@@ -34,6 +33,8 @@ import {
 } from './graph-edit.js'
 import type { GraphRewrite } from './graph-rewrite.js'
 
+/** The derived input's name: the optimum / transformers name for input embeddings. */
+export const INPUTS_EMBEDS = 'inputs_embeds'
 /** Ops that carry token ids through unchanged in value (only their shape may change). */
 const ID_PRESERVING = new Set(['Reshape', 'Cast', 'Identity', 'Squeeze', 'Unsqueeze', 'Flatten'])
 const QUANTIZED = new Set([TensorProto_DataType.INT8, TensorProto_DataType.UINT8])

@@ -7,8 +7,8 @@
  */
 import type { Principal } from '../../auth/api-keys.js'
 import { PrefixExistsError, PrefixNotFoundError } from '../../errors.js'
-import type { ServedModel } from '../kinds/adapter-kind.js'
-import { isValidPrefixId } from '../prefix-folder.js'
+import type { ServedModel } from '../adapter-kind.js'
+import { isValidPrefixId } from '../../domain/prefix-id.js'
 import type { EngineResidency } from './engine-residency.js'
 import { newRecord } from './folder-seed.js'
 import { canSee, modifiableOrRefused, visibleOrMissing } from './prefix-access.js'

@@ -10,7 +10,7 @@
  * the worker. Requests already running hold their own references, so a drop
  * never disturbs them. Re-admitting a key during its grace cancels the drop.
  */
-import { contributionBytes, type AdapterContribution } from '../adapter-contribution.js'
+import { contributionBytes, type AdapterContribution } from '../../domain/adapter-contribution.js'
 
 export interface AdapterSink {
   putAdapter(key: string, adapter: AdapterContribution): void

@@ -1,7 +1,7 @@
 /** Picks the index the configuration asks for (Redis when REDIS_URL is set) and opens the store on it. */
 import { join, resolve } from 'node:path'
 import type { Config } from '../../config/schema.js'
-import type { ServedModel } from '../kinds/adapter-kind.js'
+import type { ServedModel } from '../adapter-kind.js'
 import { EmbeddedIndex } from './embedded-index.js'
 import type { AdapterSink } from './engine-prefix-cache.js'
 import { PrefixStore, type PrefixStoreOptions } from './prefix-store.js'

@@ -4,7 +4,7 @@
  * shape, and who owns it. The same JSON travels through Redis, the embedded
  * index files and the HTTP API.
  */
-import type { AdapterKindName } from '../kinds/adapter-kind.js'
+import type { AdapterKindName } from '../adapter-kind.js'
 
 export interface PrefixRecord {
   id: string

@@ -11,8 +11,8 @@
  */
 import type { Principal } from '../../auth/api-keys.js'
 import { PrefixNotFoundError } from '../../errors.js'
-import type { ServedModel } from '../kinds/adapter-kind.js'
-import { isValidPrefixId } from '../prefix-folder.js'
+import type { ServedModel } from '../adapter-kind.js'
+import { isValidPrefixId } from '../../domain/prefix-id.js'
 import { AdapterCatalog, type DescribedRecord, type Upload } from './adapter-catalog.js'
 import type { AdapterSink } from './engine-prefix-cache.js'
 import { EngineResidency, type CacheEvent } from './engine-residency.js'

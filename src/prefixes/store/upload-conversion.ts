@@ -5,10 +5,10 @@
  * written. Folder imports at start-up go through the same checks.
  */
 import { InvalidPrefixError, PayloadTooLargeError, PrefixShapeMismatchError } from '../../errors.js'
-import { contributionPositions } from '../adapter-contribution.js'
-import type { AdapterKindName, AdapterShapeFields, ServedModel } from '../kinds/adapter-kind.js'
-import { readNativeFile, readPeftFiles, type LoadedAdapter } from '../kinds/adapter-files.js'
-import { kindNamed } from '../kinds/kinds.js'
+import { contributionPositions } from '../../domain/adapter-contribution.js'
+import type { AdapterKindName, AdapterShapeFields, ServedModel } from '../adapter-kind.js'
+import { readNativeFile, readPeftFiles, type LoadedAdapter } from '../adapter-files.js'
+import { kindNamed } from '../adapter-kinds.js'
 import { NATIVE_FILE } from '../native-format.js'
 import { looksLikePickle, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, PICKLE_REFUSAL } from '../peft-adapter.js'
 import { assertVirtualTokensFit } from '../shape-check.js'

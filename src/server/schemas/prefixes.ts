@@ -4,7 +4,7 @@
  * a response schema for every status.
  */
 import Type, { type Static } from 'typebox'
-import { ADAPTER_KINDS } from '../../prefixes/kinds/kinds.js'
+import { ADAPTER_KINDS } from '../../prefixes/adapter-kinds.js'
 import { ErrorBody, errorResponses, PrefixId } from './common.js'
 
 export const PrefixMetadata = Type.Object(

@@ -3,11 +3,11 @@
  * row's past ahead of its tokens. Its readers and writer are the prefix
  * formats of this folder (peft-adapter.ts, native-format.ts).
  */
-import { assertValidPrefixKV, NATIVE_FORMAT, readNativePrefixFile, writeNativePrefix } from '../native-format.js'
-import { parsePeftConfig, readPeftPrefixFile } from '../peft-adapter.js'
-import type { PrefixKV } from '../prefix-kv.js'
-import { assertPrefixFitsModel } from '../shape-check.js'
-import type { AdapterContribution } from '../adapter-contribution.js'
+import { assertValidPrefixKV, NATIVE_FORMAT, readNativePrefixFile, writeNativePrefix } from './native-format.js'
+import { parsePeftConfig, readPeftPrefixFile } from './peft-adapter.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
+import { assertPrefixFitsModel } from './shape-check.js'
+import type { AdapterContribution } from '../domain/adapter-contribution.js'
 import type { AdapterKind } from './adapter-kind.js'
 
 function pastOf(c: AdapterContribution): PrefixKV {

@@ -4,12 +4,12 @@
  * stored file (whose `format` metadata picks it). Uploads and prefix folders
  * both come through here, so both accept exactly the same adapters.
  */
-import { InvalidPrefixError } from '../../errors.js'
-import type { AdapterContribution } from '../adapter-contribution.js'
-import { looksLikePickle, parseAdapterConfigJson, PICKLE_REFUSAL } from '../peft-adapter.js'
-import { parseSafetensors, type ParseOptions } from '../safetensors.js'
+import { InvalidPrefixError } from '../errors.js'
+import type { AdapterContribution } from '../domain/adapter-contribution.js'
+import { looksLikePickle, parseAdapterConfigJson, PICKLE_REFUSAL } from './peft-adapter.js'
+import { parseSafetensors, type ParseOptions } from './safetensors.js'
 import type { AdapterKindName } from './adapter-kind.js'
-import { kindForNativeFormat, kindForPeftType } from './kinds.js'
+import { kindForNativeFormat, kindForPeftType } from './adapter-kinds.js'
 
 export interface LoadedAdapter {
   kind: AdapterKindName

@@ -3,7 +3,7 @@
  * here (and its own file beside this one); the store, API, CLI, quotas,
  * metrics and tenants need no change to serve it.
  */
-import { InvalidPrefixError } from '../../errors.js'
+import { InvalidPrefixError } from '../errors.js'
 import type { AdapterKind, AdapterKindName } from './adapter-kind.js'
 import { prefixKind } from './prefix-kind.js'
 import { promptTuningKind, pTuningKind } from './prompt-kinds.js'

@@ -8,9 +8,9 @@
  * CLI, quotas, metrics, tenants — is the same for every kind; the kinds are
  * listed in one table (kinds.ts).
  */
-import type { ModelSpec } from '../../engine/model-spec.js'
-import type { AdapterContribution, ContributionKind } from '../adapter-contribution.js'
-import type { SafetensorsFile } from '../safetensors.js'
+import type { ModelSpec } from '../domain/model-spec.js'
+import type { AdapterContribution, ContributionKind } from '../domain/adapter-contribution.js'
+import type { SafetensorsFile } from './safetensors.js'
 
 /** The `kind` of a stored record; `prefix` for records written before kinds existed. */
 export type AdapterKindName = 'prefix' | 'prompt_tuning' | 'p_tuning'

@@ -4,9 +4,9 @@
  * differ only in training; PEFT saves both as the same tensor, so one
  * definition serves both and only their names differ (records say which).
  */
-import { PrefixShapeMismatchError } from '../../errors.js'
-import type { AdapterContribution, VirtualEmbeddings } from '../adapter-contribution.js'
-import { readNativePromptEmbeddings, readPeftPromptEmbeddings, writeNativePromptEmbeddings } from '../prompt-embeddings.js'
+import { PrefixShapeMismatchError } from '../errors.js'
+import type { AdapterContribution, VirtualEmbeddings } from '../domain/adapter-contribution.js'
+import { readNativePromptEmbeddings, readPeftPromptEmbeddings, writeNativePromptEmbeddings } from './prompt-embeddings.js'
 import type { AdapterKind, AdapterKindName } from './adapter-kind.js'
 
 function embedsOf(c: AdapterContribution): VirtualEmbeddings {
