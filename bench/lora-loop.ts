@@ -9,7 +9,7 @@ import { ForwardRunner } from '../src/engine/forward-runner.js'
 import { Generation } from '../src/engine/generation.js'
 import type { GraphRewrite } from '../src/engine/graph/graph-rewrite.js'
 import { loadModel, type LoadedModel } from '../src/engine/loaded-model.js'
-import type { LoraAdapter } from '../src/prefixes/lora-adapter.js'
+import type { LoraAdapter } from '../src/domain/lora-weights.js'
 import { greedyParams } from '../test/helpers/engine-params.js'
 import type { Throughput } from './engine-batch.js'
 
@@ -58,7 +58,7 @@ export class LoopBench {
     const idle = new Promise<void>((resolve) => (this.finished = resolve))
     for (const row of rows) {
       // No EOS: every row generates exactly newTokens, whatever the random weights pick.
-      this.loop.submit(new Generation(this.nextId++, row.promptIds, [], { ...greedyParams(newTokens), logprobs: false }, spec.vocabSize, eos, tokenizer, row.lora))
+      this.loop.submit(new Generation(this.nextId++, row.promptIds, row.lora ? [{ kind: 'lora', lora: row.lora }] : [], { ...greedyParams(newTokens), logprobs: false }, spec.vocabSize, eos, tokenizer))
     }
     await idle
     return { tokens: this.tokens, seconds: (performance.now() - started) / 1000 }

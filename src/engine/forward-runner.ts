@@ -18,6 +18,8 @@ export interface ForwardResult {
 export class ForwardRunner {
   /** The last batch's LoRA tensors, reused while its rows keep their adapters (every decode step between changes). */
   private readonly loraTensors: LoraFeedCache<Record<string, ort.Tensor>>
+  /** What passes without virtual tokens feed: one zero row the graph broadcasts and never selects. */
+  private readonly noEmbeds: ort.Tensor | null
 
   constructor(
     private readonly session: ort.InferenceSession,
@@ -25,6 +27,8 @@ export class ForwardRunner {
     private readonly shape: KvShape,
     loraInputs: readonly LoraInput[] = [],
   ) {
+    const embeds = signature.inputsEmbeds
+    this.noEmbeds = embeds === null ? null : new ort.Tensor('float32', new Float32Array(embeds.hiddenSize), [1, 1, embeds.hiddenSize])
     this.loraTensors = new LoraFeedCache((rows) => {
       const tensors: Record<string, ort.Tensor> = {}
       for (const [name, t] of buildLoraFeed(loraInputs, rows)) tensors[name] = new ort.Tensor('float32', t.data, t.dims)
@@ -41,6 +45,13 @@ export class ForwardRunner {
       attention_mask: new ort.Tensor('int64', feed.attentionMask, [batch, pastLen + seqLen]),
     }
     if (sig.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', feed.positionIds, [batch, seqLen])
+    if (sig.inputsEmbeds !== null) {
+      const { name, hiddenSize } = sig.inputsEmbeds
+      feeds[name] = feed.inputsEmbeds === null ? this.noEmbeds! : new ort.Tensor('float32', feed.inputsEmbeds, [batch, seqLen, hiddenSize])
+    } else if (feed.inputsEmbeds !== null) {
+      // The store refuses input-embedding adapters for such a model; this guards the engine's own invariant.
+      throw new Error('this model takes no inputs_embeds: its token-embedding lookup could not be derived')
+    }
     if (sig.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([pastLen > 0 ? 1 : 0]), [1])
     const pastDims = [batch, H, pastLen, D]
     for (let i = 0; i < sig.pastKeys.length; i++) {

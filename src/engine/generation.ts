@@ -3,7 +3,7 @@
  * incremental detokenizer and stop-sequence matcher, and the rules that end it
  * (EOS, stop sequence, max_new_tokens). Pure given the logits it is handed.
  */
-import type { PrefixKV } from '../domain/prefix-kv.js'
+import { contributionPositions, type AdapterContribution } from '../domain/adapter-contribution.js'
 import type { LoraAdapter } from '../domain/lora-weights.js'
 import { IncrementalDecoder } from './sampling/incremental-decoder.js'
 import { TokenSampler } from './sampling/sampler.js'
@@ -28,21 +28,26 @@ export class Generation {
   private text = ''
   lastToken = -1
   finished = false
+  /** The row's LoRA: a low-rank update on its real tokens (beside a prefix: the PT-PEFT pair). */
+  readonly lora: LoraAdapter | null
 
   constructor(
     readonly id: number,
     readonly promptIds: readonly number[],
-    readonly prefixes: readonly PrefixKV[],
+    /** What the request's adapters contribute, in the order it named them. */
+    readonly adapters: readonly AdapterContribution[],
     readonly params: GenerationParams,
     vocabSize: number,
     private readonly eosIds: ReadonlySet<number>,
     private readonly tokens: TokenText,
-    /** The row's LoRA: a low-rank update on its real tokens (with a prefix too: the PT-PEFT pair). */
-    readonly lora: LoraAdapter | null = null,
   ) {
+    const loras = adapters.flatMap((a) => (a.kind === 'lora' ? [a.lora] : []))
+    // Two LoRAs on one row would be a third model (PEFT merges or weights them); a pair is a prefix and a LoRA.
+    if (loras.length > 1) throw new Error(`a request names at most one LoRA adapter, not ${loras.length}`)
+    this.lora = loras[0] ?? null
     this.tenant = params.tenant ?? ''
-    const prefixLen = prefixes.reduce((n, p) => n + p.numVirtualTokens, 0)
-    this.prefillTokens = prefixLen + promptIds.length
+    const virtualTokens = adapters.reduce((n, a) => n + contributionPositions(a), 0)
+    this.prefillTokens = virtualTokens + promptIds.length
     this.maxTotalTokens = this.prefillTokens + params.maxNewTokens
     this.context = [...promptIds]
     this.sampler = new TokenSampler(params, vocabSize, { logprobs: params.logprobs ?? true })

@@ -71,11 +71,13 @@ t.test('LoRA and prefix + LoRA rows on stories260K match PEFT', async (t) => {
   const owlLora = readLora(join('hybrid-owl', 'lora'))
   checkLoraFitsModel(kiki, engine.loraProjections)
   checkLoraFitsModel(owlLora, engine.loraProjections)
-  engine.putLora('kiki', kiki)
-  engine.putLora('owl-lora', owlLora)
+  engine.putAdapter('kiki', { kind: 'lora', lora: kiki })
+  engine.putAdapter('owl-lora', { kind: 'lora', lora: owlLora })
   const owlPrefix = readPeftAdapter(read('hybrid-owl', 'prefix', 'adapter_config.json'), read('hybrid-owl', 'prefix', 'adapter_model.safetensors'))
-  engine.putPrefix('owl-prefix', owlPrefix.prefix)
-  engine.putPrefix('dog-max', (await loadPrefixFolder(join(storiesPrefixesDir, 'dog-max'), { maxFileBytes: 1 << 24 })).prefix)
+  engine.putAdapter('owl-prefix', { kind: 'past_kv', prefix: owlPrefix.prefix })
+  engine.putAdapter('dog-max', (await loadPrefixFolder(join(storiesPrefixesDir, 'dog-max'), { maxFileBytes: 1 << 24 })).contribution)
+  const folder = await loadPrefixFolder(join(ADAPTERS, 'lora-bird-kiki'), { maxFileBytes: 1 << 24 })
+  t.match(folder, { kind: 'lora', format: 'peft', contribution: { kind: 'lora', lora: { rank: 4 } } }, 'a PEFT LoRA folder loads as its kind')
 
   const kikiCases = readExpected(join(ADAPTERS, 'lora-bird-kiki', 'expected.json')).cases
   const owl = JSON.parse(read('hybrid-owl', 'expected.json').toString('utf8')) as HybridExpected
@@ -125,7 +127,7 @@ t.test('LoRA and prefix + LoRA rows on stories260K match PEFT', async (t) => {
       ['rand-all-8', seededLora(engine.loraProjections, () => true, 8, 77)],
       ['rand-kv-2', seededLora(engine.loraProjections, (m) => m === 'k_proj' || m === 'v_proj', 2, 78, 0.3)],
     ])
-    for (const [k, a] of loras) engine.putLora(k, a)
+    for (const [k, a] of loras) engine.putAdapter(k, { kind: 'lora', lora: a })
     const prefixes = new Map([['owl-prefix', owlPrefix.prefix], ['dog-max', null]])
     const fixture = { name: 'stories260K with LoRA', engine, prefixes, loras }
     const report = await assertBatchingProperty(fixture, { sampling: true }, { numRuns: 10, seed: 1717 })

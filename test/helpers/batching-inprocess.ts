@@ -17,8 +17,8 @@ import { loadModel } from '../../src/engine/loaded-model.js'
 import type { ModelSpec } from '../../src/domain/model-spec.js'
 import type { GenerationParams, TokenEvent } from '../../src/engine/protocol.js'
 import { CodedError } from '../../src/domain/error-table.js'
-import type { PrefixKV } from '../../src/domain/prefix-kv.js'
-import type { LoraAdapter } from '../../src/domain/lora-weights.js'
+import { contributionPositions, type AdapterContribution } from '../../src/domain/adapter-contribution.js'
+import type { LoraProjection } from '../../src/domain/lora-weights.js'
 import { ENGINE_LIMITS } from './batching-models.js'
 
 export interface PassRecord {
@@ -42,8 +42,7 @@ export class InProcessEngine {
   readonly requests = new Map<number, RequestInfo>()
   /** Cancellations, each with the number of steps recorded when it was asked for. */
   readonly cancels: Array<{ id: number; afterSteps: number }> = []
-  private readonly prefixes = new Map<string, PrefixKV>()
-  private readonly loras = new Map<string, LoraAdapter>()
+  private readonly adapters = new Map<string, AdapterContribution>()
   private readonly handlers = new Map<number, RequestHandlers>()
   private pendingPasses: PassRecord[] = []
   private nextId = 1
@@ -51,9 +50,9 @@ export class InProcessEngine {
   private constructor(
     readonly spec: ModelSpec,
     private readonly loop: EngineLoop,
-    private readonly newGeneration: (id: number, promptIds: number[], prefixes: PrefixKV[], params: GenerationParams, lora: LoraAdapter | null) => Generation,
+    private readonly newGeneration: (id: number, promptIds: number[], adapters: AdapterContribution[], params: GenerationParams) => Generation,
     /** The model's LoRA-targetable projections (empty: it serves no LoRA). */
-    readonly loraProjections: readonly { key: string; inFeatures: number; outFeatures: number }[],
+    readonly loraProjections: readonly LoraProjection[],
   ) {}
 
   /**
@@ -87,33 +86,26 @@ export class InProcessEngine {
     engine = new InProcessEngine(
       spec,
       loop,
-      (id, promptIds, prefixes, params, lora) => new Generation(id, promptIds, prefixes, params, spec.vocabSize, eos, tokenizer, lora),
+      (id, promptIds, adapters, params) => new Generation(id, promptIds, adapters, params, spec.vocabSize, eos, tokenizer),
       model.loraInputs,
     )
     return engine
   }
 
-  putPrefix(key: string, prefix: PrefixKV): void {
-    this.prefixes.set(key, prefix)
-  }
-
-  /** A LoRA adapter that submit()'s key list may name beside prefixes (at most one per request). */
-  putLora(key: string, adapter: LoraAdapter): void {
-    this.loras.set(key, adapter)
+  putAdapter(key: string, adapter: AdapterContribution): void {
+    this.adapters.set(key, adapter)
   }
 
   submit(promptIds: number[], prefixKeys: string[], params: GenerationParams, handlers: RequestHandlers): SubmittedRequest {
     const id = this.nextId++
-    const loras = prefixKeys.flatMap((k) => this.loras.get(k) ?? [])
-    if (loras.length > 1) throw new Error('one LoRA per request')
-    const prefixes = prefixKeys.filter((k) => !this.loras.has(k)).map((k) => {
-      const p = this.prefixes.get(k)
+    const prefixes = prefixKeys.map((k) => {
+      const p = this.adapters.get(k)
       if (!p) throw new Error(`no prefix ${k}`)
       return p
     })
     this.handlers.set(id, handlers)
-    this.requests.set(id, { prefixLength: prefixes.reduce((n, p) => n + p.numVirtualTokens, 0), promptLength: promptIds.length })
-    this.loop.submit(this.newGeneration(id, promptIds, prefixes, params, loras[0] ?? null))
+    this.requests.set(id, { prefixLength: prefixes.reduce((n, p) => n + contributionPositions(p), 0), promptLength: promptIds.length })
+    this.loop.submit(this.newGeneration(id, promptIds, prefixes, params))
     return {
       id,
       // As EngineClient does: the handler goes first, so no later token reaches it.
