@@ -29,6 +29,7 @@ t.test('one table: each PEFT type and each stored format names one kind', async 
     ['prefix', 'PREFIX_TUNING', 'past_kv'],
     ['prompt_tuning', 'PROMPT_TUNING', 'input_embeds'],
     ['p_tuning', 'P_TUNING', 'input_embeds'],
+    ['lora', 'LORA', 'lora'],
   ])
   t.equal(new Set(ADAPTER_KINDS.map((k) => k.nativeFormat)).size, ADAPTER_KINDS.length, 'stored formats are distinct')
   t.equal(kindNamed(undefined).name, 'prefix', 'records from before kinds are prefixes')
@@ -58,7 +59,7 @@ t.test('a stored file that is not right is refused by name', async (t) => {
   const meta = { format: 'prefixd.prompt_tuning', format_version: '1', num_virtual_tokens: '2', hidden_size: '4' }
   t.equal(readNativeFile(serializeSafetensors(tensor, meta)).kind, 'prompt_tuning', 'the baseline reads')
   const bad: Array<[string, Record<string, string>, RegExp]> = [
-    ['unknown format', { ...meta, format: 'prefixd.other' }, /"format" is "prefixd\.other", expected "prefixd\.prefix", "prefixd\.prompt_tuning" or "prefixd\.p_tuning"/],
+    ['unknown format', { ...meta, format: 'prefixd.other' }, /"format" is "prefixd\.other", expected "prefixd\.prefix", "prefixd\.prompt_tuning", "prefixd\.p_tuning" or "prefixd\.lora"/],
     ['newer version', { ...meta, format_version: '2' }, /unsupported format_version "2"/],
     ['no hidden_size', { format: meta.format, format_version: '1', num_virtual_tokens: '2' }, /has no "hidden_size"/],
     ['tokens not a number', { ...meta, num_virtual_tokens: 'two' }, /"num_virtual_tokens" is "two", not a positive integer/],
