@@ -8,6 +8,7 @@
  * re-pack, no logprobs, no text: the upper bound for this batch on this CPU.
  */
 import * as ort from 'onnxruntime-node'
+import { noLoraFeeds } from './no-lora-feeds.js'
 import type { PrefixKV } from '../src/domain/prefix-kv.js'
 
 export interface LoopTiming {
@@ -20,6 +21,9 @@ export interface LoopTiming {
 }
 
 export class BareLoop {
+  /** Rank-0 LoRA inputs by batch size (none when the graph takes no LoRA). */
+  private readonly noLora = new Map<number, Record<string, ort.Tensor>>()
+
   private constructor(
     private readonly session: ort.InferenceSession,
     private readonly vocabSize: number,
@@ -105,6 +109,10 @@ export class BareLoop {
     const embeds = (this.session as unknown as { inputMetadata: Array<{ name: string; shape?: Array<number | string> }> }).inputMetadata.find((m) => m.name === 'inputs_embeds')
     const hidden = embeds?.shape?.[2]
     if (typeof hidden === 'number') feeds.inputs_embeds = new ort.Tensor('float32', new Float32Array(hidden), [1, 1, hidden])
+    // Derived LoRA inputs, fed as the engine feeds passes without LoRA rows: rank 0.
+    let noLora = this.noLora.get(B)
+    if (!noLora) this.noLora.set(B, (noLora = noLoraFeeds(this.session, B)))
+    Object.assign(feeds, noLora)
     keys.forEach((k, i) => {
       feeds[`past_key_values.${i}.key`] = k
       feeds[`past_key_values.${i}.value`] = values[i]

@@ -32,6 +32,7 @@ import { readPeftFiles } from '../src/prefixes/adapter-files.js'
 import { serializeSafetensors } from '../src/prefixes/safetensors.js'
 import * as ort from 'onnxruntime-node'
 import { BareLoop } from './bare-loop.js'
+import { noLoraFeeds } from './no-lora-feeds.js'
 import { pairedPasses } from './paired-passes.js'
 import { runEngineBatch, type BatchRow, type Throughput } from './engine-batch.js'
 import { startServer } from './http-bench.js'
@@ -84,7 +85,8 @@ const noPrefixes = Array.from({ length: streams }, () => ({
 const sessionOptions: ort.InferenceSession.SessionOptions = { executionProviders: ['cpu'], graphOptimizationLevel: 'all', interOpNumThreads: 1, intraOpNumThreads: threads }
 const exportedSession = await ort.InferenceSession.create(modelFile, sessionOptions)
 const derivedSession = await ort.InferenceSession.create(derived.source, sessionOptions)
-const neutralEmbeds = { inputs_embeds: new ort.Tensor('float32', new Float32Array(spec.hiddenSize), [1, 1, spec.hiddenSize]) }
+// The server's derived graph also takes per-row LoRA inputs: a pass without LoRA rows feeds them rank 0.
+const neutralEmbeds = { inputs_embeds: new ort.Tensor('float32', new Float32Array(spec.hiddenSize), [1, 1, spec.hiddenSize]), ...noLoraFeeds(derivedSession, streams) }
 const passRatios: number[] = []
 
 const variants: Array<{ name: string; run: () => Promise<Throughput> }> = [

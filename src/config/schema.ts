@@ -35,10 +35,10 @@ export const ConfigSchema = Type.Object({
     description: 'ONNX Runtime execution provider: cpu, or cuda on a GPU host (needs the CUDA build of onnxruntime-node).',
   }),
   LORA_TARGET_MODULES: Type.String({
-    default: 'all',
-    pattern: '^(all|none|[A-Za-z0-9_.]+(,[A-Za-z0-9_.]+)*)$',
+    default: 'peft',
+    pattern: '^(peft|all|none|[A-Za-z0-9_.]+(,[A-Za-z0-9_.]+)*)$',
     description:
-      'Projections LoRA adapters may target: all (every one the model has), none (serve no LoRA; the model loads as is, no per-row LoRA inputs), or leaf module names, comma-separated (q_proj,v_proj): fewer cost base rows less.',
+      "Projections LoRA adapters may target: peft (PEFT's default target modules for the model type, e.g. q_proj,v_proj for Llama, c_attn for GPT-2), all (every projection the model has), none (serve no LoRA; the model loads as is), or leaf module names, comma-separated. Each one costs every forward pass a little, LoRA rows or not.",
   }),
   INTRA_OP_THREADS: int(0, 0, 'ONNX Runtime intra-op threads (0: ONNX Runtime chooses, one per core).'),
   MAX_BATCH_SIZE: int(16, 1, 'Most requests in one forward pass.', 1024),

@@ -17,7 +17,7 @@ export interface EngineOptions extends SchedulerLimits {
   modelDir: string
   executionProvider: 'cpu' | 'cuda'
   intraOpThreads: number
-  /** LORA_TARGET_MODULES: 'all', 'none' or comma-separated leaf module names (absent: all). */
+  /** LORA_TARGET_MODULES: 'peft', 'all', 'none' or comma-separated leaf module names (absent: peft). */
   loraTargetModules?: string
 }
 

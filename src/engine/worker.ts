@@ -14,6 +14,7 @@ import { Generation } from './generation.js'
 import { withLoraTargets } from './graph/lora-rewrite.js'
 import { MODEL_REWRITES } from './graph/rewrites.js'
 import { loadModel } from './loaded-model.js'
+import { readModelSpec } from './model-config.js'
 import { acceptedContributions } from './onnx-signature.js'
 import { PROTOCOL_VERSION, type EngineOptions, type FromWorker, type SubmitMessage, type ToWorker } from './protocol.js'
 
@@ -22,7 +23,8 @@ const send = (msg: FromWorker) => port.postMessage(msg)
 const opts = workerData as EngineOptions
 
 async function main(): Promise<void> {
-  const model = await loadModel(opts.modelDir, { ...opts, rewrites: withLoraTargets(MODEL_REWRITES, opts.loraTargetModules) })
+  const { modelType } = await readModelSpec(opts.modelDir)
+  const model = await loadModel(opts.modelDir, { ...opts, rewrites: withLoraTargets(MODEL_REWRITES, opts.loraTargetModules, modelType) })
   const { spec, tokenizer } = model
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
   const runner = new ForwardRunner(model.session, model.signature, shape, model.loraInputs)

@@ -114,12 +114,12 @@ export function checkLoraFitsModel(adapter: LoraAdapter, projections: readonly L
   const { targetModules } = adapter.config
   if (Array.isArray(targetModules)) {
     const missing = targetModules.filter((name) => !projections.some((p) => matchesTarget(p.key, name)))
-    if (missing.length > 0) problems.push(`targets ${missing.map((m) => `'${m}'`).join(', ')}, which the model does not have (it has ${leaves.join(', ') || 'no projections LoRA can target'})`)
+    if (missing.length > 0) problems.push(`targets ${missing.map((m) => `'${m}'`).join(', ')}, which the model does not have or takes no LoRA on (LoRA can target: ${leaves.join(', ') || 'nothing'}; LORA_TARGET_MODULES chooses)`)
   }
   for (const m of adapter.modules) {
     const p = byKey.get(m.key)
     if (!p) {
-      problems.push(`has weights for '${m.key}', which the model does not have`)
+      problems.push(`has weights for '${m.key}', which the model does not have or takes no LoRA on`)
       continue
     }
     if (Array.isArray(targetModules) && !targetModules.some((name) => matchesTarget(m.key, name))) {

@@ -172,13 +172,17 @@ t.test('projections are found by structure in both exports', async (t) => {
   t.notOk(loraRewrite.needed(stories), 'a derived graph is not rewritten twice')
 })
 
-t.test('LORA_TARGET_MODULES: all, none, or the named leaf modules only', async (t) => {
-  const loraInputsAfter = (setting: string | undefined): string[] => {
+t.test('LORA_TARGET_MODULES: peft (default), all, none, or the named leaf modules only', async (t) => {
+  const loraInputsAfter = (setting: string | undefined, modelType = 'llama'): string[] => {
     const model = readModel(STORIES)
-    for (const r of withLoraTargets(MODEL_REWRITES, setting)) if (r.needed(model)) r.apply(model)
+    for (const r of withLoraTargets(MODEL_REWRITES, setting, modelType)) if (r.needed(model)) r.apply(model)
     return model.graph!.input.map((i) => i.name).filter((n) => LORA_INPUT.test(n))
   }
-  t.equal(loraInputsAfter(undefined).length, 2 * 35)
+  const qvDefault = loraInputsAfter(undefined)
+  t.equal(qvDefault.length, 2 * 10, "default (peft): PEFT's default target modules for Llama, q_proj and v_proj")
+  t.ok(qvDefault.every((n) => /\.(q|v)_proj\.[AB]$/.test(n)))
+  t.same(loraInputsAfter('peft', 'gpt2'), [], "peft for GPT-2 is c_attn, which this Llama graph does not have")
+  t.equal(loraInputsAfter('peft', 'some_new_family').length, 2 * 35, 'a model type PEFT has no default for: every projection')
   t.equal(loraInputsAfter('all').length, 2 * 35)
   t.same(loraInputsAfter('none'), [], 'none: the model loads as it is')
   const qv = loraInputsAfter('q_proj,v_proj')

@@ -159,7 +159,7 @@ t.test('an adapter that does not fit the model is refused with each mismatch nam
   t.throws(mismatch(STORIES.filter((p) => !p.key.endsWith('v_proj'))), {
     code: 'PREFIXD_PREFIX_SHAPE_MISMATCH',
     statusCode: 422,
-    message: /LoRA adapter 'kiki' targets 'v_proj', which the model does not have \(it has q_proj, k_proj, o_proj/,
+    message: /LoRA adapter 'kiki' targets 'v_proj', which the model does not have or takes no LoRA on \(LoRA can target: q_proj, k_proj, o_proj/,
   })
   t.throws(mismatch(STORIES.map((p) => (p.key.endsWith('q_proj') ? { ...p, outFeatures: 128 } : p))), {
     message: /'layers\.0\.self_attn\.q_proj' is 64 → 64, the model's is 64 → 128/,

@@ -57,7 +57,7 @@ t.test('refused LoRA uploads name the reason', async (t) => {
     ['DoRA', { use_dora: true }, 'invalid_prefix', /DoRA/],
     ['modules_to_save', { modules_to_save: ['lm_head'] }, 'invalid_prefix', /modules_to_save/],
     ['bias', { bias: 'all' }, 'invalid_prefix', /bias "all"/],
-    ['unknown module', { target_modules: ['q_proj', 'v_proj', 'qkv_proj'] }, 'prefix_mismatch', /'qkv_proj', which the model does not have/],
+    ['unknown module', { target_modules: ['q_proj', 'v_proj', 'qkv_proj'] }, 'prefix_mismatch', /'qkv_proj', which the model does not have or takes no LoRA on \(LoRA can target: q_proj, v_proj; LORA_TARGET_MODULES/],
   ]
   for (const [label, change, type, message] of cases) {
     const r = await upload(app, 'POST', '/prefixes', { 'adapter_config.json': JSON.stringify({ ...kikiConfig, ...change }), 'adapter_model.safetensors': weights }, { id: `bad-${label.replace(/\W/g, '')}` })
@@ -65,6 +65,13 @@ t.test('refused LoRA uploads name the reason', async (t) => {
     t.equal(r.body.error_type, type, label)
     t.match(r.body.error, message, label)
   }
+  // The default LORA_TARGET_MODULES (peft) serves Llama's q_proj and v_proj: a k_proj LoRA says so.
+  const header = Number(weights.readBigUInt64LE(0))
+  const renamed = weights.subarray(8, 8 + header).toString('latin1').replaceAll('v_proj', 'k_proj')
+  const kWeights = Buffer.concat([weights.subarray(0, 8), Buffer.from(renamed, 'latin1'), weights.subarray(8 + header)])
+  const onK = await upload(app, 'POST', '/prefixes', { 'adapter_config.json': JSON.stringify({ ...kikiConfig, target_modules: ['q_proj', 'k_proj'] }), 'adapter_model.safetensors': kWeights }, { id: 'on-k' })
+  t.equal(onK.status, 422)
+  t.match(onK.body.error, /'k_proj', which the model does not have or takes no LoRA on \(LoRA can target: q_proj, v_proj; LORA_TARGET_MODULES/)
   const pickled = await upload(app, 'POST', '/prefixes', { 'adapter_config.json': JSON.stringify(kikiConfig), 'adapter_model.bin': Buffer.from([0x80, 0x04, 0x95]) }, { id: 'bad-pickle' })
   t.equal(pickled.status, 422)
   t.match(pickled.body.error, /pickle/)

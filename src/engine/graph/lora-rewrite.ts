@@ -33,6 +33,7 @@ import {
 } from 'onnx-buf'
 import type { GraphRewrite } from './graph-rewrite.js'
 import { leafOfKey } from '../../domain/lora-module-key.js'
+import { peftDefaultLoraTargets } from './lora-default-targets.js'
 import { findLoraProjections, type GraphProjection } from './lora-projections.js'
 
 /** Input names of a module's per-row low-rank factors. */
@@ -151,12 +152,15 @@ export const loraRewrite = loraRewriteFor(() => true)
 
 /**
  * MODEL_REWRITES as LORA_TARGET_MODULES asks: 'all' keeps the list, 'none'
- * drops the LoRA rewrite, names restrict it to those leaf modules.
+ * drops the LoRA rewrite, 'peft' (the default) restricts it to PEFT's default
+ * target modules for the model type (lora-default-targets.ts), names to those
+ * leaf modules.
  */
-export function withLoraTargets(rewrites: readonly GraphRewrite[], setting: string | undefined): GraphRewrite[] {
-  if (setting === undefined || setting === 'all') return [...rewrites]
-  const names = new Set(setting.split(',').map((s) => s.trim()))
-  return rewrites.flatMap((r) => (r !== loraRewrite ? [r] : setting === 'none' ? [] : [loraRewriteFor((leaf) => names.has(leaf))]))
+export function withLoraTargets(rewrites: readonly GraphRewrite[], setting: string | undefined, modelType: string): GraphRewrite[] {
+  const names = setting === undefined || setting === 'peft' ? peftDefaultLoraTargets(modelType) : setting === 'all' ? null : setting.split(',').map((s) => s.trim())
+  if (names === null) return [...rewrites]
+  const wanted = new Set(names)
+  return rewrites.flatMap((r) => (r !== loraRewrite ? [r] : setting === 'none' ? [] : [loraRewriteFor((leaf) => wanted.has(leaf))]))
 }
 
 function addLoraInputs(graph: GraphProto, projections: readonly GraphProjection[]): void {
