@@ -9,6 +9,14 @@ import { TokenSampler } from './sampling/sampler.js'
 import { StopMatcher } from './sampling/stop-sequences.js'
 import type { FinishReason, GenerationParams, TokenEvent } from './protocol.js'
 
+/**
+ * How many prompt ids the detokenizer keeps as context for the first generated
+ * token (vLLM's and TGI's choice). One would do for the leading space of a
+ * SentencePiece word; a few more cost nothing and cover decoders that look
+ * further back.
+ */
+const DETOKENIZE_CONTEXT = 5
+
 export interface TokenText {
   decode(ids: number[]): string
   isSpecial(id: number): boolean
@@ -43,7 +51,9 @@ export class Generation {
     this.maxTotalTokens = this.prefillTokens + params.maxNewTokens
     this.context = [...promptIds]
     this.sampler = new TokenSampler(params, vocabSize, { logprobs: params.logprobs ?? true })
-    this.decoder = new IncrementalDecoder((ids) => tokens.decode(ids))
+    // With the prompt's last ids as context the completion is
+    // decode(prompt + generated) minus decode(prompt): " dog", not "dog".
+    this.decoder = new IncrementalDecoder((ids) => tokens.decode(ids), promptIds.slice(-DETOKENIZE_CONTEXT))
     this.stops = new StopMatcher(params.stop)
   }
 
