@@ -15,6 +15,7 @@ import { rateLimitPlugin } from './server/rate-limit-plugin.js'
 import { refuseNewWorkWhileDraining } from './server/drain.js'
 import { generateRoutes } from './server/routes/generate.js'
 import { generateStreamRoutes } from './server/routes/generate-stream.js'
+import { tgiRootRoutes } from './server/routes/tgi-root.js'
 import { healthRoutes } from './server/routes/health.js'
 import { prefixRoutes } from './server/routes/prefixes.js'
 import { storePlugin } from './server/store-plugin.js'
@@ -79,6 +80,7 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   await app.register(generateRoutes)
   await app.register(prefixRoutes)
   await app.register(generateStreamRoutes)
+  await app.register(tgiRootRoutes)
   await app.register(openAIPlugin, { prefix: '/v1', modelDir })
   return app as unknown as FastifyInstance
 }
