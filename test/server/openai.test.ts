@@ -144,11 +144,11 @@ t.test('errors in OpenAI shape, naming the field; neutral values of unsupported 
   await rejects(t, client.completions.create({ model: 'no-such-prefix', prompt: 'x' }), { status: 404, code: 'model_not_found', param: 'model' })
   await rejects(t, client.completions.create({ model: 'dog-max', prompt: 'x', frequency_penalty: 0.5 }), { status: 400, param: 'frequency_penalty', code: 'unsupported_field' })
   await rejects(t, client.completions.create({ model: 'dog-max', prompt: 'x', presence_penalty: -1 }), { status: 400, param: 'presence_penalty' })
-  await rejects(t, client.completions.create({ model: 'dog-max', prompt: ['a', 'b'] }), { status: 400, param: 'prompt' })
+  await rejects(t, client.completions.create({ model: 'dog-max', prompt: Array(17).fill('a') }), { status: 400, param: 'prompt' })
   await rejects(t, client.completions.create({ model: 'dog-max', prompt: 'x', logit_bias: { '5': 1 } }), { status: 400, param: 'logit_bias' })
   await rejects(t, client.completions.create({ model: 'dog-max', prompt: 'x', best_of: 3 }), { status: 400, param: 'best_of' })
   await rejects(t, client.completions.create({ model: 'dog-max', prompt: 'x', suffix: 'end' }), { status: 400, param: 'suffix' })
-  await rejects(t, client.completions.create({ model: 'dog-max', prompt: 'x', echo: true, logprobs: 1 }), { status: 400, param: 'echo' })
+  await rejects(t, client.completions.create({ model: 'dog-max', prompt: 'x', logprobs: 6 }), { status: 400, param: 'logprobs' })
   const neutral = await client.completions.create({
     model: 'dog-max', prompt: 'x', max_tokens: 2, temperature: 0, frequency_penalty: 0, presence_penalty: 0, logit_bias: {}, user: 'u1', best_of: 1, suffix: '',
   })

@@ -48,6 +48,18 @@ export class IncrementalDecoder {
     return this.advance(fullText, prefixText)
   }
 
+  /**
+   * The text `id` would add after the text emitted so far, without taking it
+   * (for listing alternatives to the chosen token). Held ids are left out: an
+   * alternative replaces the token that would have completed them.
+   */
+  peek(id: number): string {
+    const context = this.ids.slice(0, this.readOffset)
+    const before = context.length > 0 ? this.decode(context) : ''
+    const after = this.decode([...context, id])
+    return after.startsWith(before) ? after.slice(before.length) : after
+  }
+
   /** Text still held at the end of generation (may contain U+FFFD for a truncated character). */
   flush(): string {
     if (this.readOffset === this.ids.length) return ''
