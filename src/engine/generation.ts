@@ -1,7 +1,9 @@
 /**
  * One request's decoding state inside the engine: its sampler and RNG, its
  * incremental detokenizer and stop-sequence matcher, and the rules that end it
- * (EOS, stop sequence, max_new_tokens). Pure given the logits it is handed.
+ * (EOS, stop sequence, max_new_tokens), and, when asked, the log
+ * probabilities of alternatives and of the prompt's own tokens. Pure given the
+ * logits it is handed.
  */
 import type { PrefixKV } from '../prefixes/prefix-kv.js'
 import { IncrementalDecoder } from './sampling/incremental-decoder.js'
@@ -79,7 +81,9 @@ export class Generation {
     if (reason === undefined && this.generated >= this.params.maxNewTokens) reason = 'length'
     if (reason !== undefined && reason !== 'stop_sequence') emitted += this.stops.push(this.decoder.flush()).emit + this.stops.flush()
     this.text += emitted
-    const event: TokenEvent = { id: this.id, token: { id: tokenId, text: emitted, logprob, special, ...(alternatives ? { top: alternatives } : {}) } }
+    const token: TokenEvent['token'] = { id: tokenId, text: emitted, logprob, special }
+    if (alternatives !== undefined) token.top = alternatives
+    const event: TokenEvent = { id: this.id, token }
     if (reason !== undefined) {
       this.finished = true
       event.finish = { reason, generatedText: this.text }
