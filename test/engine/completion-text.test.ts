@@ -62,11 +62,15 @@ async function families(): Promise<Family[]> {
   ]
 }
 
-/** Generated ids: valid text's tokens, random vocabulary ids, or both mixed. */
+/**
+ * Generated ids: valid text's tokens, random vocabulary ids, long runs of the
+ * low ids (single bytes in both vocabularies: mostly invalid UTF-8), or mixed.
+ */
 function generatedIds(f: Family) {
   const fromText = text.map((s) => f.tokenizer.encode(s).filter((id) => !f.tokenizer.isSpecial(id)))
   const random = fc.array(fc.integer({ min: 0, max: f.vocabSize - 1 }), { minLength: 1, maxLength: 20 })
-  return fc.oneof(fromText, random, fc.tuple(fromText, random).map(([a, b]) => [...a, ...b]))
+  const bytes = fc.array(fc.integer({ min: 0, max: 260 }), { minLength: 8, maxLength: 40 })
+  return fc.oneof(fromText, random, bytes, fc.tuple(fromText, random).map(([a, b]) => [...a, ...b]))
 }
 
 t.test('completion text = decode(prompt + generated) - decode(prompt), streamed pieces add up to it', async (t) => {
