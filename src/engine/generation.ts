@@ -5,7 +5,7 @@
  * probabilities of alternatives and of the prompt's own tokens. Pure given the
  * logits it is handed.
  */
-import type { PrefixKV } from '../prefixes/prefix-kv.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 import { IncrementalDecoder } from './sampling/incremental-decoder.js'
 import { TokenSampler } from './sampling/sampler.js'
 import { StopMatcher } from './sampling/stop-sequences.js'

@@ -14,7 +14,7 @@ import OpenAI from 'openai'
 import type { FastifyInstance } from 'fastify'
 import { TextTokenizer } from '../../src/engine/tokenizer.js'
 import { ChatTemplate } from '../../src/server/openai/chat-template.js'
-import { startApp } from '../helpers/app.js'
+import { listenOnLoopback, startApp } from '../helpers/app.js'
 import { completionTexts } from '../helpers/completion-text.js'
 import { referenceForward } from '../helpers/reference-forward.js'
 import { loadStoriesPrefix, loadStoriesWeights } from '../helpers/reference-stories.js'
@@ -47,10 +47,7 @@ t.teardown(() => rmSync(prefixDir, { recursive: true, force: true }))
 symlinkSync(dogDir, join(prefixDir, 'dog-max'))
 
 async function listen(app: FastifyInstance): Promise<OpenAI> {
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  if (address === null || typeof address === 'string') throw new Error('no TCP address')
-  return new OpenAI({ baseURL: `http://127.0.0.1:${address.port}/v1`, apiKey: 'not-checked', maxRetries: 0 })
+  return new OpenAI({ baseURL: `${await listenOnLoopback(app)}/v1`, apiKey: 'not-checked', maxRetries: 0 })
 }
 
 const client = await listen(await startApp(t, storiesModelDir, { PREFIX_DIR: prefixDir }))

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { hashKey } from '../../src/auth/api-keys.js'
-import { startApp } from '../helpers/app.js'
+import { listenOnLoopback, startApp } from '../helpers/app.js'
 import { completionTexts } from '../helpers/completion-text.js'
 import { sampleValue } from '../helpers/prom-text.js'
 import { hfTextGeneration, type PythonResult } from '../helpers/python-client.js'
@@ -29,10 +29,7 @@ t.teardown(() => rmSync(prefixDir, { recursive: true, force: true }))
 symlinkSync(dogDir, join(prefixDir, 'dog-max'))
 
 const app = await startApp(t, storiesModelDir, { PREFIX_DIR: prefixDir, API_KEYS: `acme:tenant:${hashKey(KEY)}` })
-await app.listen({ host: '127.0.0.1', port: 0 })
-const address = app.server.address()
-if (address === null || typeof address === 'string') throw new Error('no TCP address')
-const url = `http://127.0.0.1:${address.port}`
+const url = await listenOnLoopback(app)
 
 function ok(r: PythonResult): any {
   if ('error' in r) throw new Error(`the Python client failed: ${r.error}: ${r.message}`)

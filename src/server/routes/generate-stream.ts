@@ -7,10 +7,10 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { errorTypeOf } from '../../errors.js'
+import { publicError } from '../error-handler.js'
 import { errorResponses } from '../schemas/common.js'
 import { GenerateBody, type GenerateBodyT } from '../schemas/generate.js'
-import { clientGone } from './generate.js'
+import { clientGone } from '../client-gone.js'
 import { sendEvent, startEventStream } from '../sse.js'
 
 export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -57,9 +57,8 @@ export async function streamGenerate(app: FastifyInstance, request: FastifyReque
   } catch (err) {
     const e = err as { code?: string; statusCode?: number; message?: string }
     if (e.code !== 'PREFIXD_CANCELLED') {
-      const internal = (e.statusCode ?? 500) >= 500 && !e.code?.startsWith('PREFIXD_')
-      if (internal) request.log.error({ err }, 'stream failed')
-      sendEvent(raw, { error: internal ? 'internal server error' : e.message, error_type: errorTypeOf(e.code) })
+      const shown = publicError(e, request.log)
+      sendEvent(raw, { error: shown.message, error_type: shown.errorType })
     }
   }
   raw.end()

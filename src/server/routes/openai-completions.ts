@@ -4,14 +4,13 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyInstance } from 'fastify'
-import { runChoices } from '../openai/choices.js'
+import { runChoices, usage } from '../openai/choices.js'
 import { nowSeconds, prepareChoices, toGenerateBody } from '../openai/generate-request.js'
 import { completionLogprobs } from '../openai/logprobs.js'
 import { streamAnswer } from '../openai/stream.js'
 import { checkCompletionFields } from '../openai/unsupported-fields.js'
 import { CompletionBody, CompletionResponse, jsonOrEventStream, openAIErrorResponses } from '../schemas/openai.js'
-import { clientGone } from './generate.js'
+import { clientGone } from '../client-gone.js'
 
 /** OpenAI's default max_tokens for completions. */
 const DEFAULT_COMPLETION_TOKENS = 16
@@ -30,7 +29,6 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
     async (request, reply) => {
       const body = request.body
       checkCompletionFields(body)
-      const fastify = app as unknown as FastifyInstance
       const prompts = typeof body.prompt === 'string' ? [body.prompt] : body.prompt
       const withLogprobs = body.logprobs != null
       const logprobs = withLogprobs ? { top: body.logprobs ?? 0, prompt: body.echo === true } : null
@@ -38,7 +36,7 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
       // As OpenAI numbers them: prompt i's choices are i·n ... i·n + n - 1.
       const perPrompt = await Promise.all(
         prompts.map((prompt) =>
-          prepareChoices(fastify, request, toGenerateBody(fastify, body, prompt, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS), n, logprobs),
+          prepareChoices(app, request, toGenerateBody(app, body, prompt, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS), n, logprobs),
         ),
       )
       const choices = perPrompt.flat()
@@ -53,7 +51,7 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
           // Echo comes first in each choice, once, with the prompt's logprobs when asked (they arrive with the first token).
           const offsets = choices.map((_, index) => echoOf(index).length)
           const started = new Set<number>()
-          const results = await runChoices(fastify, request, choices, signal, (p) => {
+          const results = await runChoices(app, request, choices, signal, (p) => {
             if (!started.has(p.index)) {
               started.add(p.index)
               const echo = echoOf(p.index)
@@ -67,7 +65,7 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
         })
       }
 
-      const results = await runChoices(fastify, request, choices, clientGone(reply.raw))
+      const results = await runChoices(app, request, choices, clientGone(reply.raw))
       return {
         id,
         object: 'text_completion' as const,
@@ -83,9 +81,4 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
       }
     },
   )
-}
-
-export function usage(promptTokens: number, results: Array<{ tokens: unknown[] }>) {
-  const completion = results.reduce((n, r) => n + r.tokens.length, 0)
-  return { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion }
 }
