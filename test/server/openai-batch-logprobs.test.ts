@@ -74,6 +74,12 @@ t.test('an array of prompts: n choices per prompt, numbered as OpenAI does, usag
   t.same([...texts.keys()].sort(), [0, 1, 2])
   cases.forEach((c, i) => t.equal(texts.get(i), c.prompt + first(c), `streamed choice ${i}, echo first`))
   t.equal(usage?.prompt_tokens, promptTokens)
+
+  // 16 prompts × 16 choices are 256 engine requests: more than one tenant may queue (64 by default).
+  const tooMany = client.completions.create({ model: 'dog-max', prompt: Array(16).fill('One day,'), n: 16, max_tokens: 2, temperature: 0 })
+  await t.rejects(tooMany, { status: 429 } as unknown as Error, 'beyond the queue limits the request fails as a whole')
+  const after = await client.completions.create({ model: 'dog-max', prompt: ['One day,'], max_tokens: 2, temperature: 0 })
+  t.equal(after.choices.length, 1, 'and the server serves the next one')
 })
 
 t.test('logprobs: k with echo: prompt and generated tokens scored as the reference forward pass, top k real', async (t) => {
