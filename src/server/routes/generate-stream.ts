@@ -23,7 +23,7 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { ...errorResponses },
       },
     },
-    async (request, reply) => streamGenerate(app as unknown as FastifyInstance, request, reply, request.body),
+    async (request, reply) => streamGenerate(app, request, reply, request.body),
   )
 }
 

@@ -60,6 +60,6 @@ export const generateRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: GenerateResponse, ...errorResponses },
       },
     },
-    async (request, reply) => answerGenerate(app as unknown as FastifyInstance, request, reply, request.body),
+    async (request, reply) => answerGenerate(app, request, reply, request.body),
   )
 }

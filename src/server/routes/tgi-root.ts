@@ -7,9 +7,8 @@
  * and errors are those of the two routes it stands for.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
-import { errorResponses } from '../schemas/common.js'
+import { errorResponses, nullable } from '../schemas/common.js'
 import { GenerateParameters, GenerateResponse } from '../schemas/generate.js'
 import { answerGenerate } from './generate.js'
 import { streamGenerate } from './generate-stream.js'
@@ -18,7 +17,7 @@ const CompatGenerateBody = Type.Object(
   {
     inputs: Type.String({ description: 'The prompt.' }),
     parameters: Type.Optional(GenerateParameters),
-    stream: Type.Optional(Type.Union([Type.Boolean(), Type.Null()], { description: 'true: answer as /generate_stream does; else as /generate, in a one-element array.' })),
+    stream: nullable(Type.Boolean({ description: 'true: answer as /generate_stream does; else as /generate, in a one-element array.' })),
   },
   { additionalProperties: false },
 )
@@ -44,9 +43,8 @@ export const tgiRootRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { stream, ...body } = request.body
-      const fastify = app as unknown as FastifyInstance
-      if (stream === true) return streamGenerate(fastify, request, reply, body)
-      return [await answerGenerate(fastify, request, reply, body)]
+      if (stream === true) return streamGenerate(app, request, reply, body)
+      return [await answerGenerate(app, request, reply, body)]
     },
   )
 }
