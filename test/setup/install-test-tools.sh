@@ -15,8 +15,9 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   exit 1
 fi
 echo "installing test tools:$missing" >&2
-# $missing is unquoted on purpose: one word per package.
-apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing || {
+# $missing is unquoted on purpose: one word per package. dpkg's progress
+# lines are dropped; apt-get's errors still reach stderr.
+apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null || {
   echo "could not install:$missing" >&2
   exit 1
 }
