@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { fromBinary } from '@bufbuild/protobuf'
 import { ModelProtoSchema } from 'onnx-buf'
 import type { ModelDims, ModelWeights, WeightTensor } from '../../src/models/generate/index.js'
-import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { storiesModelDir as STORIES_MODEL_DIR, storiesPrefixesDir as STORIES_PREFIXES_DIR } from './shared-data.js'
 
 /**
