@@ -6,11 +6,10 @@
  * outputs in expected.json), and test-only data under test/fixtures/, laid out
  * like the shared data set it was copied from (see test/fixtures/README.md).
  */
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { TestLike } from './app.js'
+import { scratchPrefixDir, type TestLike } from './app.js'
 
 /** test/fixtures/: copies of shared test data, mirroring its layout (models/, adapters/, zoo/, ...). */
 export const sharedDir = fileURLToPath(new URL('../fixtures/', import.meta.url))
@@ -25,9 +24,8 @@ export const STORIES_PREFIX_IDS = ['dog-max', 'robot-benny'] as const
  * without writing its store into the repository.
  */
 export function storiesPrefixStore(t: TestLike): string {
-  const store = mkdtempSync(join(tmpdir(), 'prefixd-stories-store-'))
+  const store = scratchPrefixDir(t)
   for (const id of STORIES_PREFIX_IDS) symlinkSync(join(storiesPrefixesDir, id), join(store, id))
-  t.teardown(() => rmSync(store, { recursive: true, force: true }))
   return store
 }
 
