@@ -9,7 +9,7 @@ import { request } from 'undici'
 import { listenOnLoopback, startApp, type TestLike } from '../helpers/app.js'
 import { readEvents } from '../helpers/sse.js'
 import { completionTexts } from '../helpers/completion-text.js'
-import { readExpected, storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
+import { readExpected, storiesModelDir, storiesPrefixesDir, storiesPrefixStore } from '../helpers/shared-data.js'
 
 interface StreamEvent {
   index: number
@@ -21,7 +21,7 @@ interface StreamEvent {
 }
 
 async function listen(t: TestLike, config: Parameters<typeof startApp>[2]) {
-  const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixesDir, ...config })
+  const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixStore(t), ...config })
   const address = await listenOnLoopback(app)
   return { app, url: (path: string) => `${address}${path}` }
 }
