@@ -4,8 +4,7 @@
  * PEFT-exact on /generate and /v1/completions, alone and as the hybrid-owl
  * pair (a prefix and a LoRA named together: a list, or ids joined by '+').
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import OpenAI from 'openai'
@@ -23,9 +22,8 @@ const owl = JSON.parse(readFileSync(join(ADAPTERS, 'hybrid-owl', 'expected.json'
 }
 const kikiConfig = JSON.parse(readFileSync(join(kikiDir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>
 
-const store = mkdtempSync(join(tmpdir(), 'prefixd-lora-'))
-t.teardown(() => rmSync(store, { recursive: true, force: true }))
-const app = await startApp(t, storiesModelDir, { PREFIX_DIR: store })
+// startApp gives each server a fresh PREFIX_DIR, removed when the test ends.
+const app = await startApp(t, storiesModelDir)
 
 async function generate(body: unknown) {
   const res = await app.inject({ method: 'POST', url: '/generate', payload: body as object })
@@ -120,7 +118,7 @@ t.test('OpenAI completions: model names one adapter of any kind, or a pair joine
 })
 
 t.test('LORA_TARGET_MODULES=none: the model loads as is and LoRA uploads are refused', async (t) => {
-  const plain = await startApp(t, storiesModelDir, { PREFIX_DIR: mkdtempSync(join(tmpdir(), 'prefixd-nolora-')), LORA_TARGET_MODULES: 'none' })
+  const plain = await startApp(t, storiesModelDir, { LORA_TARGET_MODULES: 'none' })
   const r = await upload(plain, 'POST', '/prefixes', peftFolderFiles(kikiDir), { id: 'kiki' })
   t.equal(r.status, 422)
   t.match(r.body.error, /serves no LoRA/)

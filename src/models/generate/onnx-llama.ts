@@ -42,7 +42,7 @@ export interface LlamaGraphOptions {
   separateProjections?: boolean
 }
 
-/** Llama decoder graph (see DESIGN.md, "Model layout") from the given weights. */
+/** Llama decoder graph in the Hugging Face optimum export layout (README, "Models") from the given weights. */
 export function buildLlamaGraph(weights: ModelWeights, options: LlamaGraphOptions = {}): GraphBuilder {
   const d = weights.dims
   const g = new GraphBuilder()
