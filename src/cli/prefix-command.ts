@@ -40,6 +40,8 @@ interface PrefixRecord {
   num_kv_heads?: number
   head_dim?: number
   hidden_size?: number
+  rank?: number
+  target_modules?: string[]
   bytes: number
   format: string
   description: string
@@ -62,8 +64,12 @@ function needArgs(positionals: string[], count: number, what: string): void {
   if (positionals.length !== count) throw new UsageError(`${what}`)
 }
 
-/** A prefix's per-layer key/value shape (layers x kv heads x head size), or the width of a prompt-learning adapter's vectors. */
+/** A prefix's per-layer key/value shape (layers x kv heads x head size), the width of a prompt-learning adapter's vectors, or a LoRA's rank and modules. */
 function shapeOf(r: PrefixRecord): { short: string; long: string } {
+  if (r.rank !== undefined) {
+    const modules = (r.target_modules ?? []).join(',')
+    return { short: `r${r.rank}:${modules}`, long: `rank ${r.rank} on ${modules}` }
+  }
   if (r.hidden_size !== undefined) return { short: `${r.hidden_size}`, long: `hidden size ${r.hidden_size}` }
   return { short: `${r.num_layers}x${r.num_kv_heads}x${r.head_dim}`, long: `${r.num_layers} layers, ${r.num_kv_heads} kv heads, head size ${r.head_dim}` }
 }
