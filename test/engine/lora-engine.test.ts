@@ -8,12 +8,14 @@
  * property with LoRA rows: random mixes of base, prefix, LoRA and
  * prefix + LoRA requests (ranks 4 and 8, q/v or every module) arriving and
  * leaving at random get, batched, the tokens they get alone, logprobs within
- * 1e-4.
+ * 1e-4: in this thread (every projection taking LoRA) and through the engine
+ * worker (PEFT's default targets, adapters crossing the thread boundary).
  */
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import t from 'tap'
+import { startFixture } from '../helpers/batching-models.js'
 import { assertBatchingProperty } from '../helpers/batching-property.js'
 import { seededLora } from '../helpers/lora-fixtures.js'
 import type { GenerationParams, TokenEvent } from '../../src/engine/protocol.js'
@@ -134,3 +136,22 @@ t.test('LoRA and prefix + LoRA rows on stories260K match PEFT', async (t) => {
     t.ok(report.requests >= 20, `${report.requests} requests, ${report.tokens} tokens compared`)
   })
 })
+
+t.test('batched equals alone through the engine worker (the path HTTP takes), default LoRA targets', async (t) => {
+  const kiki = readLora('lora-bird-kiki')
+  const owlLora = readLora(join('hybrid-owl', 'lora'))
+  const owlPrefix = readPeftAdapter(read('hybrid-owl', 'prefix', 'adapter_config.json'), read('hybrid-owl', 'prefix', 'adapter_model.safetensors')).prefix
+  const fixture = await startFixture(t, 'stories260K worker with LoRA', storiesModelDir, async () => new Map([['owl-prefix', { kind: 'past_kv' as const, prefix: owlPrefix }]]))
+  const { engine } = fixture
+  t.same(new Set(engine.loraProjections.map((p) => p.key.split('.').at(-1))), new Set(['q_proj', 'v_proj']), "the worker's graph takes LoRA on PEFT's Llama defaults")
+  t.ok(engine.accepts.has('lora'))
+  const loras = new Map([
+    ['kiki', kiki],
+    ['owl-lora', owlLora],
+    ['rand-qv-8', seededLora(engine.loraProjections, () => true, 8, 91)],
+  ])
+  for (const [k, a] of loras) engine.putAdapter(k, { kind: 'lora', lora: a })
+  const report = await assertBatchingProperty({ ...fixture, loras }, { sampling: true }, { numRuns: 8, seed: 2024 })
+  t.ok(report.requests >= 16, `${report.requests} requests, ${report.tokens} tokens compared`)
+})
+
