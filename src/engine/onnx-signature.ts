@@ -68,9 +68,12 @@ export function readSignature(
   if (!outputNames.includes('logits')) throw new ModelLoadError("model.onnx has no 'logits' output")
   const [pastKeys, pastValues] = byLayer(inputNames, PAST, 'past_key_values inputs', spec.numLayers)
   const [presentKeys, presentValues] = byLayer(outputNames, PRESENT, 'present outputs', spec.numLayers)
-  const firstPast = inputs.find((i) => i.name === pastKeys[0])
-  checkDim(firstPast, 1, spec.numKvHeads, 'key/value heads')
-  checkDim(firstPast, 3, spec.headDim, 'head size')
+  // The graph's own shapes are the truth; config.json must agree with them.
+  const firstKey = inputs.find((i) => i.name === pastKeys[0])
+  const firstValue = inputs.find((i) => i.name === pastValues[0])
+  checkDim(firstKey, 1, spec.numKvHeads, 'key/value heads')
+  checkDim(firstKey, 3, spec.headDim, 'head size')
+  checkDim(firstValue, 3, spec.valueHeadDim, 'value head size')
   return {
     hasPositionIds: inputNames.includes('position_ids'),
     hasUseCacheBranch: inputNames.includes('use_cache_branch'),

@@ -35,6 +35,10 @@ const stories260K: ModelSpec = {
   bosTokenId: 1,
   eosTokenIds: [2],
   padTokenId: null,
+  valueHeadDim: 8,
+  prefixRefusal: null,
+  quantization: null,
+  derivedInputs: [],
 }
 
 /** prompt_embeddings read by hand, sharing no code with src/: header JSON, offsets, DataView. */
