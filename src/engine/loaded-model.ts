@@ -7,6 +7,7 @@ import { readModelSpec } from './model-config.js'
 import type { ModelSpec } from './model-spec.js'
 import { createSession, type SessionOptions } from './onnx-session.js'
 import { readSignature, type OnnxSignature, type TensorMeta } from './onnx-signature.js'
+import { quantizationOf } from './quantization.js'
 import { TextTokenizer } from './tokenizer.js'
 
 export interface LoadedModel {
@@ -17,9 +18,10 @@ export interface LoadedModel {
 }
 
 export async function loadModel(modelDir: string, opts: SessionOptions): Promise<LoadedModel> {
-  const spec = await readModelSpec(modelDir)
-  const tokenizer = await TextTokenizer.load(modelDir, spec.bosTokenId)
-  const session = await createSession(modelDir, opts)
+  const configSpec = await readModelSpec(modelDir)
+  const tokenizer = await TextTokenizer.load(modelDir, configSpec.bosTokenId)
+  const { session, derived } = await createSession(modelDir, opts)
+  const spec = { ...configSpec, quantization: quantizationOf(derived.opTypes), derivedInputs: derived.applied }
   const meta = session as unknown as { inputMetadata: TensorMeta[]; outputMetadata: TensorMeta[] }
   const signature = readSignature(meta.inputMetadata, meta.outputMetadata, spec)
   return { spec, session, signature, tokenizer }

@@ -7,7 +7,8 @@ import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { ModelLoadError } from '../errors.js'
-import { deriveModel } from './graph/derive-model.js'
+import { deriveModel, type DerivedModel } from './graph/derive-model.js'
+import { withBesideExternalData } from './graph/external-data.js'
 import { MODEL_REWRITES } from './graph/rewrites.js'
 
 /** File names of the optimum layout, most preferred first. */
@@ -31,7 +32,13 @@ export interface SessionOptions {
   intraOpThreads: number
 }
 
-export async function createSession(modelDir: string, opts: SessionOptions): Promise<ort.InferenceSession> {
+export interface ModelSession {
+  session: ort.InferenceSession
+  /** What deriving the graph found and did (rewrites applied, operator types). */
+  derived: Omit<DerivedModel, 'source'>
+}
+
+export async function createSession(modelDir: string, opts: SessionOptions): Promise<ModelSession> {
   const file = await findModelFile(modelDir)
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: opts.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
@@ -41,12 +48,19 @@ export async function createSession(modelDir: string, opts: SessionOptions): Pro
   }
   if (opts.intraOpThreads > 0) options.intraOpNumThreads = opts.intraOpThreads
   try {
-    const derived = await deriveModel(file, MODEL_REWRITES)
-    // Two overloads (path or bytes): call the one that matches.
-    return typeof derived.source === 'string'
-      ? await ort.InferenceSession.create(derived.source, options)
-      : await ort.InferenceSession.create(derived.source, options)
+    const { source, ...derived } = await deriveModel(file, MODEL_REWRITES)
+    let session: ort.InferenceSession
+    if (typeof source === 'string') {
+      session = await ort.InferenceSession.create(source, options)
+    } else if (derived.externalDataFiles.length > 0) {
+      // Rewritten bytes have no directory of their own: load them from a file beside the weights.
+      session = await withBesideExternalData(file, source, derived.externalDataFiles, (path) => ort.InferenceSession.create(path, options))
+    } else {
+      session = await ort.InferenceSession.create(source, options)
+    }
+    return { session, derived }
   } catch (err) {
+    if (err instanceof ModelLoadError) throw err
     throw new ModelLoadError(`ONNX Runtime cannot load ${file}: ${(err as Error).message}`)
   }
 }
