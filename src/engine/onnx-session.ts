@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { ModelLoadError } from '../errors.js'
 import { deriveModel, type DerivedModel } from './graph/derive-model.js'
-import { withBesideExternalData } from './graph/external-data.js'
+import { externalDataFolderOption } from './graph/external-data.js'
 import { MODEL_REWRITES } from './graph/rewrites.js'
 
 /** File names of the optimum layout, most preferred first. */
@@ -49,15 +49,11 @@ export async function createSession(modelDir: string, opts: SessionOptions): Pro
   if (opts.intraOpThreads > 0) options.intraOpNumThreads = opts.intraOpThreads
   try {
     const { source, ...derived } = await deriveModel(file, MODEL_REWRITES)
-    let session: ort.InferenceSession
-    if (typeof source === 'string') {
-      session = await ort.InferenceSession.create(source, options)
-    } else if (derived.externalDataFiles.length > 0) {
-      // Rewritten bytes have no directory of their own: load them from a file beside the weights.
-      session = await withBesideExternalData(file, source, derived.externalDataFiles, (path) => ort.InferenceSession.create(path, options))
-    } else {
-      session = await ort.InferenceSession.create(source, options)
-    }
+    // Two overloads (path or bytes): call the one that matches. Rewritten
+    // bytes have no folder of their own: name the one holding their weights.
+    if (typeof source !== 'string' && derived.externalDataFiles.length > 0) options.extra = externalDataFolderOption(file)
+    const session =
+      typeof source === 'string' ? await ort.InferenceSession.create(source, options) : await ort.InferenceSession.create(source, options)
     return { session, derived }
   } catch (err) {
     if (err instanceof ModelLoadError) throw err

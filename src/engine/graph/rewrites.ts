@@ -4,6 +4,7 @@
  * an input the exported graph does not take.
  */
 import type { GraphRewrite } from './graph-rewrite.js'
+import { float32Io } from './float32-io.js'
 import { positionIdsInput } from './position-ids-input.js'
 
-export const MODEL_REWRITES: readonly GraphRewrite[] = [positionIdsInput]
+export const MODEL_REWRITES: readonly GraphRewrite[] = [positionIdsInput, float32Io]
