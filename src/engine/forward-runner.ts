@@ -31,10 +31,11 @@ export class ForwardRunner {
     }
     if (sig.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', feed.positionIds, [batch, seqLen])
     if (sig.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([pastLen > 0 ? 1 : 0]), [1])
-    const pastDims = [batch, H, pastLen, D]
+    const keyDims = [batch, H, pastLen, D]
+    const valueDims = [batch, H, pastLen, this.shape.valueHeadDim ?? D]
     for (let i = 0; i < sig.pastKeys.length; i++) {
-      feeds[sig.pastKeys[i]] = new ort.Tensor('float32', feed.pastKeys[i], pastDims)
-      feeds[sig.pastValues[i]] = new ort.Tensor('float32', feed.pastValues[i], pastDims)
+      feeds[sig.pastKeys[i]] = new ort.Tensor('float32', feed.pastKeys[i], keyDims)
+      feeds[sig.pastValues[i]] = new ort.Tensor('float32', feed.pastValues[i], valueDims)
     }
     const out = await this.session.run(feeds)
     return {

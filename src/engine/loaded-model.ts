@@ -21,8 +21,18 @@ export async function loadModel(modelDir: string, opts: SessionOptions): Promise
   const configSpec = await readModelSpec(modelDir)
   const tokenizer = await TextTokenizer.load(modelDir, configSpec.bosTokenId)
   const { session, derived } = await createSession(modelDir, opts)
-  const spec = { ...configSpec, quantization: quantizationOf(derived.opTypes), derivedInputs: derived.applied }
   const meta = session as unknown as { inputMetadata: TensorMeta[]; outputMetadata: TensorMeta[] }
-  const signature = readSignature(meta.inputMetadata, meta.outputMetadata, spec)
+  const signature = readSignature(meta.inputMetadata, meta.outputMetadata, configSpec)
+  const valueHeadDim = signature.valueHeadDim ?? configSpec.valueHeadDim
+  const spec = {
+    ...configSpec,
+    valueHeadDim,
+    // A prefix is one key/value size per head; PEFT shapes no other.
+    prefixRefusal:
+      configSpec.prefixRefusal ??
+      (valueHeadDim !== configSpec.headDim ? `keys (${configSpec.headDim}) and values (${valueHeadDim}) have different head sizes, which PEFT's prefix tuning cannot shape` : null),
+    quantization: quantizationOf(derived.opTypes),
+    derivedInputs: derived.applied,
+  }
   return { spec, session, signature, tokenizer }
 }

@@ -17,6 +17,8 @@ export interface OnnxSignature {
   presentKeys: string[]
   presentValues: string[]
   logits: string
+  /** Head size of values as the graph states it (a number), when it does. */
+  valueHeadDim?: number
 }
 
 export interface TensorMeta {
@@ -73,7 +75,10 @@ export function readSignature(
   const firstValue = inputs.find((i) => i.name === pastValues[0])
   checkDim(firstKey, 1, spec.numKvHeads, 'key/value heads')
   checkDim(firstKey, 3, spec.headDim, 'head size')
-  checkDim(firstValue, 3, spec.valueHeadDim, 'value head size')
+  // config.json states a separate value size only for latent attention (v_head_dim): check it
+  // there; elsewhere it cannot tell, and the graph's own value shape is taken as it is.
+  if (spec.valueHeadDim !== spec.headDim) checkDim(firstValue, 3, spec.valueHeadDim, 'value head size')
+  const valueDim = firstValue?.shape?.[3]
   return {
     hasPositionIds: inputNames.includes('position_ids'),
     hasUseCacheBranch: inputNames.includes('use_cache_branch'),
@@ -82,5 +87,6 @@ export function readSignature(
     presentKeys,
     presentValues,
     logits: 'logits',
+    ...(typeof valueDim === 'number' && valueDim > 0 ? { valueHeadDim: valueDim } : {}),
   }
 }

@@ -21,7 +21,7 @@ const opts = workerData as EngineOptions
 async function main(): Promise<void> {
   const model = await loadModel(opts.modelDir, opts)
   const { spec, tokenizer } = model
-  const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
+  const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, valueHeadDim: spec.valueHeadDim }
   const runner = new ForwardRunner(model.session, model.signature, shape)
   const prefixes = new Map<string, PrefixKV>()
   const eos = new Set(spec.eosTokenIds)

@@ -7,6 +7,8 @@ import t from 'tap'
 import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { buildDecode, buildPrefill } from '../../src/engine/batch/forward-feed.js'
+import { compact } from '../../src/engine/batch/kv-state.js'
 import { findModelFile } from '../../src/engine/onnx-session.js'
 import { readSignature, type TensorMeta } from '../../src/engine/onnx-signature.js'
 import { readModelSpec, specFromConfig } from '../../src/engine/model-config.js'
@@ -102,4 +104,28 @@ t.test('the zoo configs read as their graphs are shaped', async (t) => {
   const values = [tensor('past_key_values.0.key', ['b', 4, 'p', 24]), tensor('past_key_values.0.value', ['b', 4, 'p', 8])]
   const mla = specFromConfig({ model_type: 'deepseek_v3', vocab_size: 512, hidden_size: 64, num_hidden_layers: 1, num_attention_heads: 4, max_position_embeddings: 256, qk_nope_head_dim: 16, qk_rope_head_dim: 8, v_head_dim: 16 })
   t.throws(() => readSignature([tensor('input_ids'), tensor('attention_mask'), ...values], [tensor('logits'), tensor('present.0.key'), tensor('present.0.value')], mla), /value head size 8, config.json implies 16/)
+})
+
+t.test('keys and values of different head sizes (latent attention) batch and re-pack each at its own size', async (t) => {
+  const shape = { numLayers: 1, numKvHeads: 2, headDim: 3, valueHeadDim: 2 }
+  const { feed, state } = buildPrefill(shape, [
+    { id: 1, promptIds: [5, 6, 7], prefixes: [] },
+    { id: 2, promptIds: [8], prefixes: [] },
+  ])
+  t.equal(feed.pastValues[0].length, 0)
+  // The model's present: row r, head h, slot s holds 100r + 10h + s + d/10 (d the element within the head).
+  const present = (size: number) => {
+    const out = new Float32Array(2 * 2 * 3 * size)
+    for (let r = 0; r < 2; r++) for (let h = 0; h < 2; h++) for (let s = 0; s < 3; s++) for (let d = 0; d < size; d++) out[((r * 2 + h) * 3 + s) * size + d] = 100 * r + 10 * h + s + d / 10
+    return out
+  }
+  const full = { ...state, keys: [present(3)], values: [present(2)] }
+  // Row 2's prompt was left-padded: slots 0 and 1 are holes that re-packing drops.
+  const packed = compact(shape, [{ state: full, row: 1 }])
+  t.equal(packed.length, 1)
+  const f32 = (xs: number[]) => xs.map(Math.fround)
+  t.same([...packed.keys[0]], f32([102, 102.1, 102.2, 112, 112.1, 112.2]), 'keys keep three elements per head')
+  t.same([...packed.values[0]], f32([102, 102.1, 112, 112.1]), 'values keep two')
+  const decode = buildDecode(packed, [9])
+  t.same([decode.pastValues[0].length, decode.pastKeys[0].length], [4, 6])
 })

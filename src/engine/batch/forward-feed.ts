@@ -40,6 +40,7 @@ function prefixLength(row: PrefillRow): number {
  */
 export function buildPrefill(shape: KvShape, rows: readonly PrefillRow[]): { feed: ForwardFeed; state: Omit<KvState, 'keys' | 'values'> } {
   const { numLayers, numKvHeads: H, headDim: D } = shape
+  const Dv = shape.valueHeadDim ?? D
   const b = rows.length
   const pastLen = Math.max(0, ...rows.map(prefixLength))
   const seqLen = Math.max(...rows.map((r) => r.promptIds.length))
@@ -48,7 +49,7 @@ export function buildPrefill(shape: KvShape, rows: readonly PrefillRow[]): { fee
   const positionIds = new BigInt64Array(b * seqLen)
   const attentionMask = new BigInt64Array(b * total)
   const pastKeys = Array.from({ length: numLayers }, () => new Float32Array(b * H * pastLen * D))
-  const pastValues = Array.from({ length: numLayers }, () => new Float32Array(b * H * pastLen * D))
+  const pastValues = Array.from({ length: numLayers }, () => new Float32Array(b * H * pastLen * Dv))
   const nextPosition: number[] = []
 
   rows.forEach((row, r) => {
@@ -61,10 +62,9 @@ export function buildPrefill(shape: KvShape, rows: readonly PrefillRow[]): { fee
       const p = prefix.numVirtualTokens
       for (let layer = 0; layer < numLayers; layer++) {
         for (let h = 0; h < H; h++) {
-          const dst = ((r * H + h) * pastLen + slot) * D
-          const src = h * p * D
-          pastKeys[layer].set(prefix.keys[layer].subarray(src, src + p * D), dst)
-          pastValues[layer].set(prefix.values[layer].subarray(src, src + p * D), dst)
+          const src = h * p
+          pastKeys[layer].set(prefix.keys[layer].subarray(src * D, (src + p) * D), ((r * H + h) * pastLen + slot) * D)
+          pastValues[layer].set(prefix.values[layer].subarray(src * Dv, (src + p) * Dv), ((r * H + h) * pastLen + slot) * Dv)
         }
       }
       slot += p
