@@ -42,7 +42,8 @@ export async function writeModelDirectory(
   const bytes = await writeOnnxModel(join(out, file), buildDecoderGraph(weights, layout), progress, { externalData: layout.externalData })
   onProgress?.(`wrote ${file}${layout.externalData ? ' and its external data' : ''} (${(bytes / 1e6).toFixed(1)} MB)`)
   const tokenizer = tokenizerFiles(dims)
-  await writeFile(join(out, 'config.json'), json(huggingFaceConfig(dims)))
+  const config = { ...huggingFaceConfig(dims), ...(layout.dtype === 'float16' ? { torch_dtype: 'float16' } : {}) }
+  await writeFile(join(out, 'config.json'), json(config))
   await writeFile(join(out, 'generation_config.json'), json({ bos_token_id: dims.bosTokenId, eos_token_id: dims.eosTokenId }))
   // Compact, like the files Hugging Face writes: the 32000-piece vocabulary is large.
   await writeFile(join(out, 'tokenizer.json'), JSON.stringify(tokenizer.tokenizer))
