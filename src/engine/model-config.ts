@@ -6,9 +6,9 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ModelLoadError } from '../errors.js'
+import { ModelLoadError } from './model-load-error.js'
+import type { ModelSpec } from '../domain/model-spec.js'
 import { familyHeadDims, familyKvHeads, familyMaxPositions, prefixRefusal } from './model-families.js'
-import type { ModelSpec } from './model-spec.js'
 
 type Json = Record<string, unknown>
 

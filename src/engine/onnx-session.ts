@@ -6,7 +6,7 @@
 import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
-import { ModelLoadError } from '../errors.js'
+import { ModelLoadError } from './model-load-error.js'
 import { deriveModel, type DerivedModel } from './graph/derive-model.js'
 import { externalDataFolderOption } from './graph/external-data.js'
 import { MODEL_REWRITES } from './graph/rewrites.js'
@@ -47,16 +47,21 @@ export async function createSession(modelDir: string, opts: SessionOptions): Pro
     interOpNumThreads: 1,
   }
   if (opts.intraOpThreads > 0) options.intraOpNumThreads = opts.intraOpThreads
+  let derivedModel: DerivedModel
   try {
-    const { source, ...derived } = await deriveModel(file, MODEL_REWRITES)
-    // Two overloads (path or bytes): call the one that matches. Rewritten
-    // bytes have no folder of their own: name the one holding their weights.
-    if (typeof source !== 'string' && derived.externalDataFiles.length > 0) options.extra = externalDataFolderOption(file)
+    derivedModel = await deriveModel(file, MODEL_REWRITES)
+  } catch (err) {
+    throw new ModelLoadError(`cannot derive the serving graph from ${file}: ${(err as Error).message}`)
+  }
+  const { source, ...derived } = derivedModel
+  // Rewritten bytes have no folder of their own: name the one holding their weights.
+  if (typeof source !== 'string' && derived.externalDataFiles.length > 0) options.extra = externalDataFolderOption(file)
+  try {
+    // Two overloads (path or bytes): call the one that matches.
     const session =
       typeof source === 'string' ? await ort.InferenceSession.create(source, options) : await ort.InferenceSession.create(source, options)
     return { session, derived }
   } catch (err) {
-    if (err instanceof ModelLoadError) throw err
     throw new ModelLoadError(`ONNX Runtime cannot load ${file}: ${(err as Error).message}`)
   }
 }

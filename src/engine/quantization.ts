@@ -5,7 +5,7 @@
  * row's output depends on what shares its forward pass. No server can make
  * such a model batch-invariant; prefixd serves it and says so in /info.
  */
-import type { ModelSpec } from './model-spec.js'
+import type { ModelSpec } from '../domain/model-spec.js'
 
 /** Operators that only dynamic quantization writes (the com.microsoft ones are ORT's fused forms). */
 const DYNAMIC_QUANTIZATION_OPS = ['DynamicQuantizeLinear', 'MatMulInteger', 'ConvInteger', 'DynamicQuantizeMatMul', 'MatMulIntegerToFloat', 'DynamicQuantizeLSTM']

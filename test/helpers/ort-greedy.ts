@@ -7,7 +7,7 @@
  */
 import * as ort from 'onnxruntime-node'
 import { halfToFloat } from '../../src/prefixes/dtype-convert.js'
-import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { argmax } from './reference-compare.js'
 import { floatToHalfBits } from './prefix-fixtures.js'
 

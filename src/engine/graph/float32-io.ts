@@ -21,7 +21,6 @@ import {
   type ModelProto,
   type ValueInfoProto,
 } from 'onnx-buf'
-import { ModelLoadError } from '../../errors.js'
 import type { GraphRewrite } from './graph-rewrite.js'
 import { allGraphs } from './graph-index.js'
 
@@ -58,7 +57,7 @@ export const float32Io: GraphRewrite = {
   },
   apply(model: ModelProto) {
     const graph = model.graph
-    if (!graph) throw new ModelLoadError('model.onnx has no graph')
+    if (!graph) throw new Error('model.onnx has no graph')
     const head = []
     for (const input of halfBoundary(graph.input)) {
       const type = tensorType(input)!

@@ -34,7 +34,6 @@ import {
   type ModelProto,
   type NodeProto,
 } from 'onnx-buf'
-import { ModelLoadError } from '../../errors.js'
 import type { GraphRewrite } from './graph-rewrite.js'
 import { allGraphs, GraphIndex } from './graph-index.js'
 
@@ -136,7 +135,7 @@ export const positionIdsInput: GraphRewrite = {
   },
   apply(model) {
     const graph = model.graph
-    if (!graph) throw new ModelLoadError('model.onnx has no graph')
+    if (!graph) throw new Error('model.onnx has no graph')
     const casts = new Map<GraphProto, Map<number, string>>()
     let rewired = 0
     for (const g of allGraphs(graph)) {
@@ -145,7 +144,7 @@ export const positionIdsInput: GraphRewrite = {
         rewired++
       }
     }
-    if (rewired === 0) throw new ModelLoadError('model.onnx: found no derived positions to replace with a position_ids input')
+    if (rewired === 0) throw new Error('model.onnx: found no derived positions to replace with a position_ids input')
     // Nested graphs see the outer graph's inputs by name, so one input serves every branch.
     graph.input.push(positionInput())
   },
