@@ -27,6 +27,6 @@ export interface ModelSpec {
    * over the whole batch, so a row's output depends on its batch companions.
    */
   quantization: 'int8-dynamic' | null
-  /** Graph rewrites applied at load (inputs prefixd derived, e.g. position_ids). */
-  derivedInputs: string[]
+  /** Graph rewrites applied at load (position_ids, float32_io, ...), in order. */
+  graphRewrites: string[]
 }

@@ -32,7 +32,7 @@ export async function loadModel(modelDir: string, opts: SessionOptions): Promise
       configSpec.prefixRefusal ??
       (valueHeadDim !== configSpec.headDim ? `keys (${configSpec.headDim}) and values (${valueHeadDim}) have different head sizes, which PEFT's prefix tuning cannot shape` : null),
     quantization: quantizationOf(derived.opTypes),
-    derivedInputs: derived.applied,
+    graphRewrites: derived.applied,
   }
   return { spec, session, signature, tokenizer }
 }

@@ -86,7 +86,7 @@ export function specFromConfig(cfg: Json, generation: Json = {}): ModelSpec {
     padTokenId: pick(cfg, ['pad_token_id']) ?? null,
     prefixRefusal: prefixRefusal(cfg),
     quantization: null,
-    derivedInputs: [],
+    graphRewrites: [],
   }
 }
 

@@ -92,7 +92,7 @@ for (const [family, facts] of Object.entries(FLOAT_FAMILIES)) {
     const expected = expectedOf(family)
     const app = await serve(t, family)
     const about = await info(app)
-    t.same(about.derived_inputs, facts.derived, 'inputs derived from the graph')
+    t.same(about.graph_rewrites, facts.derived, 'inputs derived from the graph')
     t.equal(about.num_key_value_heads, facts.kvHeads)
     t.equal(about.batch_invariant, true)
     t.equal(about.prefixes_supported, true)

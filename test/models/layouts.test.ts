@@ -31,6 +31,8 @@ const SHAPES = { llama: { layers: 2, heads: 2, headDim: 16 }, gpt2: { layers: 2,
 type Arch = keyof typeof SHAPES
 
 interface Served {
+  /** /info's graph_rewrites. */
+  rewrites: string[]
   alone: number[][]
   together: number[][]
   reference: number[][]
@@ -42,6 +44,7 @@ async function serveAndCompare(t: Test, arch: Arch, layout: ModelLayout): Promis
   const store = mkdtempSync(join(tmpdir(), 'prefixd-layout-'))
   t.teardown(() => rmSync(store, { recursive: true, force: true }))
   const app = await startApp(t, dir, { PREFIX_DIR: store })
+  const rewrites = ((await app.inject({ method: 'GET', url: '/info' })).json() as { graph_rewrites: string[] }).graph_rewrites
   const shape = SHAPES[arch]
   const adapters = [4, 7].map((P, i) => buildPeftAdapter({ layers: shape.layers, kvHeads: shape.heads, headDim: shape.headDim, P, seed: 11 + i }))
   for (const [i, a] of adapters.entries()) {
@@ -67,7 +70,7 @@ async function serveAndCompare(t: Test, arch: Arch, layout: ModelLayout): Promis
     const prefix = j.adapter === undefined ? undefined : prefixes[j.adapter]
     reference.push(await ort.generate(tokenizer.encode(j.prompt), NEW_TOKENS, shape, prefix))
   }
-  return { alone, together, reference }
+  return { rewrites, alone, together, reference }
 }
 
 function checkServed(t: Test, served: Served, what: string): void {
@@ -86,6 +89,7 @@ t.test('the plain float32 model: the baseline', async (t) => {
   for (const arch of ['llama', 'gpt2'] as const) {
     plain[arch] = await serveAndCompare(t, arch, {})
     checkServed(t, plain[arch], `${arch} plain`)
+    t.same(plain[arch].rewrites, [], 'nothing to rewrite')
   }
 })
 
@@ -119,7 +123,9 @@ t.test('float16 weights, key/values and logits: onnxruntime’s own float16 ids'
     }
     t.equal(elemType('past_key_values.0.key'), TensorProto_DataType.FLOAT16)
     t.equal(elemType('logits'), TensorProto_DataType.FLOAT16)
-    checkServed(t, await serveAndCompare(t, arch, { dtype: 'float16' }), `${arch} float16`)
+    const served = await serveAndCompare(t, arch, { dtype: 'float16' })
+    checkServed(t, served, `${arch} float16`)
+    t.same(served.rewrites, ['float32_io'], 'float32 at the boundary')
   }
 })
 

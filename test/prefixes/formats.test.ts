@@ -39,7 +39,7 @@ const stories260K: ModelSpec = {
   valueHeadDim: 8,
   prefixRefusal: null,
   quantization: null,
-  derivedInputs: [],
+  graphRewrites: [],
 }
 
 /** prompt_embeddings read by hand, sharing no code with src/: header JSON, offsets, DataView. */

@@ -41,7 +41,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
             value_head_dim: Type.Integer(),
             vocab_size: Type.Integer(),
             max_positions: Type.Integer(),
-            derived_inputs: Type.Array(Type.String(), { description: 'Inputs prefixd derived from the graph at load (e.g. position_ids)' }),
+            graph_rewrites: Type.Array(Type.String(), { description: 'Rewrites applied to the graph at load, each exact (position_ids: positions as an input; float32_io: float32 key/values and logits)' }),
             quantization: Type.Union([Type.Literal('int8-dynamic'), Type.Null()]),
             batch_invariant: Type.Boolean({
               description: "Whether a request's output is the same whatever shares its batch (false for dynamically quantized models)",
@@ -72,7 +72,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         value_head_dim: spec.valueHeadDim,
         vocab_size: spec.vocabSize,
         max_positions: spec.maxPositions,
-        derived_inputs: spec.derivedInputs,
+        graph_rewrites: spec.graphRewrites,
         quantization: spec.quantization,
         batch_invariant: spec.quantization === null,
         prefixes_supported: spec.prefixRefusal === null,
