@@ -27,6 +27,11 @@ export interface ModelSpec {
    * over the whole batch, so a row's output depends on its batch companions.
    */
   quantization: 'int8-dynamic' | null
+  /**
+   * Measured at load (batch-invariance-probe.ts): whether a row gets the same
+   * logits alone and padded in a batch. False for dynamically quantized graphs.
+   */
+  batchInvariant: boolean
   /** Graph rewrites applied at load (position_ids, float32_io, ...), in order. */
   graphRewrites: string[]
 }

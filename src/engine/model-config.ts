@@ -86,6 +86,8 @@ export function specFromConfig(cfg: Json, generation: Json = {}): ModelSpec {
     padTokenId: pick(cfg, ['pad_token_id']) ?? null,
     prefixRefusal: prefixRefusal(cfg),
     quantization: null,
+    // Until the engine measures it at load.
+    batchInvariant: true,
     graphRewrites: [],
   }
 }

@@ -8,6 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { flatError, flattenError } from '../domain/error-table.js'
 import type { PrefixKV } from '../domain/prefix-kv.js'
 import { buildPrefill } from './batch/forward-feed.js'
+import { probeBatchInvariance } from './batch-invariance-probe.js'
 import { EngineLoop } from './engine-loop.js'
 import { ForwardRunner } from './forward-runner.js'
 import { Generation } from './generation.js'
@@ -77,7 +78,9 @@ async function main(): Promise<void> {
   // Warm-up: the first run of a session allocates and plans; pay that before
   // the server says it is ready, not on a user's first request.
   await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], prefixes: [] }]).feed)
-  send({ v: PROTOCOL_VERSION, type: 'ready', spec })
+  const probeTokens = [spec.bosTokenId ?? 0, 3, 4, 5, 6, 7, 8].map((id) => id % spec.vocabSize)
+  const batchInvariant = await probeBatchInvariance(runner, shape, spec.vocabSize, probeTokens)
+  send({ v: PROTOCOL_VERSION, type: 'ready', spec: { ...spec, batchInvariant } })
 }
 
 main().catch((err: unknown) => {

@@ -7,11 +7,15 @@
 import t from 'tap'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
+import { probeBatchInvariance } from '../../src/engine/batch-invariance-probe.js'
+import { ForwardRunner } from '../../src/engine/forward-runner.js'
 import { deriveModel } from '../../src/engine/graph/derive-model.js'
 import { float32Io } from '../../src/engine/graph/float32-io.js'
 import { GraphIndex } from '../../src/engine/graph/graph-index.js'
 import { encodeModelProto, readModelProto } from '../../src/engine/graph/model-proto.js'
 import { POSITION_IDS, positionIdsInput } from '../../src/engine/graph/position-ids-input.js'
+import { readModelSpec } from '../../src/engine/model-config.js'
+import { readSignature, type TensorMeta } from '../../src/engine/onnx-signature.js'
 import { quantizationOf } from '../../src/engine/quantization.js'
 import { halfToFloat } from '../../src/prefixes/dtype-convert.js'
 import { closeness } from '../helpers/reference-compare.js'
@@ -130,4 +134,24 @@ t.test('dynamic int8 quantization is recognized from the operators', async (t) =
   const float = await deriveModel(zooModel('gpt2'), [])
   t.equal(quantizationOf(float.opTypes), null)
   t.ok(float.opTypes.has('MatMul'), 'op types are read from the graph')
+})
+
+t.test('the load-time probe measures batch invariance: gemma without its rewrite fails it, with it passes', async (t) => {
+  const probe = async (family: string, rewrite: boolean): Promise<boolean> => {
+    const dir = join(zoo, family, 'model')
+    const spec = await readModelSpec(dir)
+    const model = await readModelProto(zooModel(family))
+    if (rewrite && positionIdsInput.needed(model)) positionIdsInput.apply(model)
+    const session = await ort.InferenceSession.create(encodeModelProto(model), options)
+    t.teardown(() => session.release())
+    const meta = session as unknown as { inputMetadata: TensorMeta[]; outputMetadata: TensorMeta[] }
+    const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
+    const runner = new ForwardRunner(session, readSignature(meta.inputMetadata, meta.outputMetadata, spec), shape)
+    return probeBatchInvariance(runner, shape, spec.vocabSize, [1, 403, 407, 261, 378, 432, 383])
+  }
+  t.equal(await probe('gemma', false), false, 'positions derived per column: a padded row gets other logits')
+  t.equal(await probe('gemma', true), true, 'positions as an input: the same logits')
+  t.equal(await probe('bloom', false), true, 'ALiBi from the mask is per row already')
+  t.equal(await probe('gpt2', false), true)
+  t.equal(await probe('gpt2-int8', false), false, 'dynamic quantization scales over the batch')
 })

@@ -39,6 +39,7 @@ const stories260K: ModelSpec = {
   valueHeadDim: 8,
   prefixRefusal: null,
   quantization: null,
+  batchInvariant: true,
   graphRewrites: [],
 }
 

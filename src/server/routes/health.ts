@@ -74,7 +74,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         max_positions: spec.maxPositions,
         graph_rewrites: spec.graphRewrites,
         quantization: spec.quantization,
-        batch_invariant: spec.quantization === null,
+        batch_invariant: spec.batchInvariant,
         prefixes_supported: spec.prefixRefusal === null,
         prefix_refusal: spec.prefixRefusal,
         max_batch_size: c.MAX_BATCH_SIZE,
