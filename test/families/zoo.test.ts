@@ -6,7 +6,8 @@
  * once, mixing base rows and prefixed rows of different lengths in one batch.
  * Families PEFT cannot build prefixes for serve the base model and refuse
  * uploads with a 422 that says why. The dynamically quantized model is held
- * to onnxruntime's own output one request at a time (see its test).
+ * to onnxruntime's own output one request at a time (see its test). Random
+ * batching mixes on these families: batching-families.test.ts.
  */
 import t from 'tap'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -15,12 +16,9 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
 import { startApp, type GenerateReply, type TestLike } from '../helpers/app.js'
-import { randomPrefixes, startFixture } from '../helpers/batching-models.js'
-import { assertBatchingProperty } from '../helpers/batching-property.js'
 import { OrtGreedy } from '../helpers/ort-greedy.js'
 import { buildPeftAdapter } from '../helpers/prefix-fixtures.js'
 import { peftFolderFiles, upload } from '../helpers/prefix-upload.js'
-import { generatedModel } from '../helpers/tiny-model.js'
 
 const zoo = new URL('../fixtures/zoo/', import.meta.url).pathname
 
@@ -167,22 +165,3 @@ t.test('gpt2-int8: one request at a time equals onnxruntime on the same file; /i
   }
 })
 
-/**
- * The batching property on the families whose positions prefixd derives or
- * whose bias comes from the mask, and on the generated float16 and merged
- * layouts: random mixes of prefixes of several lengths (composed too),
- * prompts of several lengths and staggered arrivals, every request equal to
- * itself alone, token for token.
- */
-t.test('batched equals alone in random mixes: gemma, bloom, float16 and merged decoders', async (t) => {
-  const fixtures = [
-    await startFixture(t, 'gemma', join(zoo, 'gemma', 'model'), randomPrefixes([1, 4, 9])),
-    await startFixture(t, 'bloom', join(zoo, 'bloom', 'model'), randomPrefixes([2, 6, 11])),
-    await startFixture(t, 'llama float16', await generatedModel('llama', 'tiny', { dtype: 'float16' }), randomPrefixes([3, 7])),
-    await startFixture(t, 'gpt2 merged', await generatedModel('gpt2', 'tiny', { merged: true }), randomPrefixes([2, 5])),
-  ]
-  for (const [i, fixture] of fixtures.entries()) {
-    const report = await assertBatchingProperty(fixture, {}, { numRuns: 6, seed: 20261201 + i })
-    t.ok(report.requests >= 12, `${fixture.name}: ${report.requests} requests, ${report.tokens} tokens compared`)
-  }
-})
