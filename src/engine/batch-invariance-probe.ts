@@ -6,6 +6,7 @@
  * way no rewrite recognized, dynamic quantization) is reported in /info and
  * the log instead of silently serving other tokens in a busy batch.
  */
+import type { AdapterContribution } from '../domain/adapter-contribution.js'
 import type { PrefixKV } from '../domain/prefix-kv.js'
 import { buildPrefill } from './batch/forward-feed.js'
 import type { KvShape } from './batch/kv-state.js'
@@ -55,12 +56,12 @@ function maxRelativeDiff(a: Float32Array, b: Float32Array): number {
  */
 export async function probeBatchInvariance(runner: ProbeRunner, shape: KvShape, vocabSize: number, tokens: readonly number[]): Promise<boolean> {
   const short = tokens.slice(0, 3)
-  const own = [probePrefix(shape, 1)]
-  const alone = await runner.run(buildPrefill(shape, [{ id: 0, promptIds: short, prefixes: own }]).feed)
+  const own: AdapterContribution[] = [{ kind: 'past_kv', prefix: probePrefix(shape, 1) }]
+  const alone = await runner.run(buildPrefill(shape, [{ id: 0, promptIds: short, adapters: own }]).feed)
   const aloneLast = alone.logits.slice((short.length - 1) * vocabSize, short.length * vocabSize)
   const { feed } = buildPrefill(shape, [
-    { id: 0, promptIds: short, prefixes: own },
-    { id: 1, promptIds: tokens.slice(0, 7), prefixes: [probePrefix(shape, 4)] },
+    { id: 0, promptIds: short, adapters: own },
+    { id: 1, promptIds: tokens.slice(0, 7), adapters: [{ kind: 'past_kv', prefix: probePrefix(shape, 4) }] },
   ])
   const batched = await runner.run(feed)
   // Prompts are left-padded: the short row's last token is its last column.

@@ -109,8 +109,8 @@ t.test('the zoo configs read as their graphs are shaped', async (t) => {
 t.test('keys and values of different head sizes (latent attention) batch and re-pack each at its own size', async (t) => {
   const shape = { numLayers: 1, numKvHeads: 2, headDim: 3, valueHeadDim: 2 }
   const { feed, state } = buildPrefill(shape, [
-    { id: 1, promptIds: [5, 6, 7], prefixes: [] },
-    { id: 2, promptIds: [8], prefixes: [] },
+    { id: 1, promptIds: [5, 6, 7], adapters: [] },
+    { id: 2, promptIds: [8], adapters: [] },
   ])
   t.equal(feed.pastValues[0].length, 0)
   // The model's present: row r, head h, slot s holds 100r + 10h + s + d/10 (d the element within the head).

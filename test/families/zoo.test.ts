@@ -149,7 +149,9 @@ t.test('gpt2-int8: one request at a time equals onnxruntime on the same file; /i
 
   const reference = await OrtGreedy.open(join(zoo, 'gpt2-int8', 'model', 'model.onnx'))
   t.teardown(() => reference.close())
-  const { prefix } = await loadPrefixFolder(prefixDir, { maxFileBytes: 1 << 24 })
+  const { contribution } = await loadPrefixFolder(prefixDir, { maxFileBytes: 1 << 24 })
+  if (contribution.kind !== 'past_kv') throw new Error('the int8 adapter is a prefix')
+  const prefix = contribution.prefix
   const kv = { layers: 2, heads: 4, headDim: 16 }
   const cases = [
     ...expected.base.cases.map((c) => ({ c, prefixId: undefined })),

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import { listenOnLoopback, startApp, type TestLike } from '../helpers/app.js'
 import { readEvents } from '../helpers/sse.js'
-import { readExpected, storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
+import { readExpected, storiesModelDir, storiesPrefixesDir, storiesPrefixStore } from '../helpers/shared-data.js'
 
 interface StreamEvent {
   index: number
@@ -20,7 +20,7 @@ interface StreamEvent {
 }
 
 async function listen(t: TestLike, config: Parameters<typeof startApp>[2]) {
-  const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixesDir, ...config })
+  const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixStore(t), ...config })
   const address = await listenOnLoopback(app)
   return { app, url: (path: string) => `${address}${path}` }
 }
