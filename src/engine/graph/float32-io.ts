@@ -11,16 +11,13 @@
  * logits loses nothing. The cost is twice the bytes for the cache held in
  * JavaScript, paid for running every family through one engine path.
  */
-import { create } from '@bufbuild/protobuf'
 import {
-  AttributeProtoSchema,
-  AttributeProto_AttributeType,
-  NodeProtoSchema,
   TensorProto_DataType,
   type GraphProto,
   type ModelProto,
   type ValueInfoProto,
 } from 'onnx-buf'
+import { castNode } from './graph-edit.js'
 import type { GraphRewrite } from './graph-rewrite.js'
 import { allGraphs } from './graph-index.js'
 
@@ -34,11 +31,6 @@ function tensorType(v: ValueInfoProto) {
 
 function halfBoundary(values: readonly ValueInfoProto[]): ValueInfoProto[] {
   return values.filter((v) => ENGINE_FLOATS.test(v.name) && HALF_TYPES.has(tensorType(v)?.elemType ?? -1))
-}
-
-function cast(input: string, output: string, to: TensorProto_DataType) {
-  const attribute = [create(AttributeProtoSchema, { name: 'to', type: AttributeProto_AttributeType.INT, i: BigInt(to) })]
-  return create(NodeProtoSchema, { name: `prefixd_cast_${output}`, opType: 'Cast', input: [input], output: [output], attribute })
 }
 
 /** Every use of `from` as a node input, in the graph and the graphs nested in it, now reads `to`. */
@@ -61,18 +53,18 @@ export const float32Io: GraphRewrite = {
     const head = []
     for (const input of halfBoundary(graph.input)) {
       const type = tensorType(input)!
-      const inner = `${input.name}_as_model_dtype`
+      const inner = `/prefixd/${input.name}_as_model_dtype`
       renameUses(graph, input.name, inner)
-      head.push(cast(input.name, inner, type.elemType))
+      head.push(castNode(`/prefixd/cast/${input.name}`, input.name, inner, type.elemType))
       type.elemType = TensorProto_DataType.FLOAT
     }
     const tail = []
     for (const output of halfBoundary(graph.output)) {
       const type = tensorType(output)!
-      const inner = `${output.name}_in_model_dtype`
+      const inner = `/prefixd/${output.name}_in_model_dtype`
       for (const node of graph.node) node.output.forEach((name, i) => name === output.name && (node.output[i] = inner))
       renameUses(graph, output.name, inner)
-      tail.push(cast(inner, output.name, TensorProto_DataType.FLOAT))
+      tail.push(castNode(`/prefixd/cast/${output.name}`, inner, output.name, TensorProto_DataType.FLOAT))
       type.elemType = TensorProto_DataType.FLOAT
     }
     // Node order is topological: casts of inputs first, casts of outputs last.

@@ -19,21 +19,13 @@
  * bias from the attention mask's cumulative sum, which is per row already, so
  * they have no such subgraph and are left as they are.
  */
-import { create } from '@bufbuild/protobuf'
 import {
-  AttributeProtoSchema,
-  AttributeProto_AttributeType,
-  NodeProtoSchema,
   TensorProto_DataType,
-  TensorShapeProto_DimensionSchema,
-  TensorShapeProtoSchema,
-  TypeProto_TensorSchema,
-  TypeProtoSchema,
-  ValueInfoProtoSchema,
   type GraphProto,
   type ModelProto,
   type NodeProto,
 } from 'onnx-buf'
+import { addGraphInput, castNode } from './graph-edit.js'
 import type { GraphRewrite } from './graph-rewrite.js'
 import { allGraphs, GraphIndex } from './graph-index.js'
 
@@ -95,20 +87,6 @@ function findRewires(graph: GraphProto): Rewire[] {
   return rewires
 }
 
-function positionInput() {
-  const dim = ['batch_size', 'sequence_length'].map((d) =>
-    create(TensorShapeProto_DimensionSchema, { value: { case: 'dimParam', value: d } }),
-  )
-  const tensorType = create(TypeProto_TensorSchema, {
-    elemType: TensorProto_DataType.INT64,
-    shape: create(TensorShapeProtoSchema, { dim }),
-  })
-  return create(ValueInfoProtoSchema, {
-    name: POSITION_IDS,
-    type: create(TypeProtoSchema, { value: { case: 'tensorType', value: tensorType } }),
-  })
-}
-
 /** position_ids as the Range's own type, cast once per graph where it is not int64. */
 function positionsAs(graph: GraphProto, type: TensorProto_DataType, casts: Map<GraphProto, Map<number, string>>): string {
   if (type === TensorProto_DataType.INT64) return POSITION_IDS
@@ -116,9 +94,8 @@ function positionsAs(graph: GraphProto, type: TensorProto_DataType, casts: Map<G
   casts.set(graph, perGraph)
   const existing = perGraph.get(type)
   if (existing) return existing
-  const name = `${POSITION_IDS}_as_${type}`
-  const to = create(AttributeProtoSchema, { name: 'to', type: AttributeProto_AttributeType.INT, i: BigInt(type) })
-  graph.node.unshift(create(NodeProtoSchema, { name, opType: 'Cast', input: [POSITION_IDS], output: [name], attribute: [to] }))
+  const name = `/prefixd/${POSITION_IDS}_as_${type}`
+  graph.node.unshift(castNode(name, POSITION_IDS, name, type))
   perGraph.set(type, name)
   return name
 }
@@ -146,6 +123,6 @@ export const positionIdsInput: GraphRewrite = {
     }
     if (rewired === 0) throw new Error('model.onnx: found no derived positions to replace with a position_ids input')
     // Nested graphs see the outer graph's inputs by name, so one input serves every branch.
-    graph.input.push(positionInput())
+    addGraphInput(graph, POSITION_IDS, TensorProto_DataType.INT64, ['batch_size', 'sequence_length'])
   },
 }
