@@ -21,8 +21,8 @@ import { halfToFloat } from '../../src/prefixes/dtype-convert.js'
 import { closeness } from '../helpers/reference-compare.js'
 import { floatToHalfBits, seededFloats } from '../helpers/prefix-fixtures.js'
 import { generatedModel } from '../helpers/tiny-model.js'
+import { zoo } from '../helpers/zoo.js'
 
-const zoo = new URL('../fixtures/zoo/', import.meta.url).pathname
 const zooModel = (family: string) => join(zoo, family, 'model', 'model.onnx')
 const options = { intraOpNumThreads: 1, interOpNumThreads: 1 }
 

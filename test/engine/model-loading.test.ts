@@ -15,6 +15,7 @@ import { readModelSpec, specFromConfig } from '../../src/engine/model-config.js'
 import { ALIBI_DEFAULT_MAX_POSITIONS } from '../../src/engine/model-families.js'
 import { loadModel } from '../../src/engine/loaded-model.js'
 import { generatedModel } from '../helpers/tiny-model.js'
+import { zoo } from '../helpers/zoo.js'
 
 const spec = specFromConfig({ model_type: 'llama', num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, hidden_size: 64, vocab_size: 512, max_position_embeddings: 256 })
 const tensor = (name: string, shape: Array<number | string> = []): TensorMeta => ({ name, isTensor: true, type: 'float32', shape })
@@ -95,7 +96,6 @@ t.test('config readers: every family names its shape its own way', async (t) => 
 })
 
 t.test('the zoo configs read as their graphs are shaped', async (t) => {
-  const zoo = new URL('../fixtures/zoo/', import.meta.url).pathname
   const expectations: Record<string, [number, number, number]> = { falcon: [4, 1, 256], bloom: [4, 4, ALIBI_DEFAULT_MAX_POSITIONS], gpt_neo: [4, 4, 256], gemma: [4, 1, 256] }
   for (const [family, [heads, kvHeads, positions]] of Object.entries(expectations)) {
     const spec = await readModelSpec(join(zoo, family, 'model'))

@@ -10,8 +10,7 @@ import { join } from 'node:path'
 import { randomPrefixes, startFixture } from '../helpers/batching-models.js'
 import { assertBatchingProperty } from '../helpers/batching-property.js'
 import { generatedModel } from '../helpers/tiny-model.js'
-
-const zoo = new URL('../fixtures/zoo/', import.meta.url).pathname
+import { zoo } from '../helpers/zoo.js'
 
 t.test('batched equals alone in random mixes: gemma, bloom, float16 and merged decoders', async (t) => {
   const fixtures = [
