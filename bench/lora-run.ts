@@ -56,7 +56,7 @@ async function ensureSeparateModel(cacheDir: string): Promise<string> {
     await access(join(dir, 'model.onnx'))
   } catch {
     log(`generating the 15m llama (one MatMul per projection) into ${dir}`)
-    await generateModel({ arch: 'llama', size: '15m', out: dir, seed: 0, separateProjections: true })
+    await generateModel({ arch: 'llama', size: '15m', out: dir, seed: 0, layout: { separateProjections: true } })
   }
   return dir
 }

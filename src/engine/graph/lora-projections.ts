@@ -9,8 +9,9 @@
  * others (Qwen2, Phi-3's fused qkv_proj, ...). Subgraphs (the merged decoder's
  * If branches) are searched too; a module found in several places is one key.
  */
-import type { GraphProto, NodeProto, TensorProto } from 'onnx-buf'
+import { TensorProto_DataType, type GraphProto, type NodeProto, type TensorProto } from 'onnx-buf'
 import { moduleKeyOf } from '../../domain/lora-module-key.js'
+import { intAttribute } from './graph-edit.js'
 import type { LoraProjection } from '../../domain/lora-weights.js'
 
 export interface ProjectionSite {
@@ -21,11 +22,8 @@ export interface ProjectionSite {
 export interface GraphProjection extends LoraProjection {
   /** Every node computing this module (one, or one per branch of a merged decoder). */
   sites: ProjectionSite[]
-}
-
-function intAttribute(node: NodeProto, name: string, fallback: number): number {
-  const a = node.attribute.find((x) => x.name === name)
-  return a === undefined ? fallback : Number(a.i)
+  /** The weight's element type (float32, or float16 / bfloat16 in a half-precision export). */
+  elemType: number
 }
 
 /** `/model/layers.0/self_attn/q_proj/MatMul` → `model.layers.0.self_attn.q_proj` (the op's own name dropped). */
@@ -39,11 +37,14 @@ function keyOf(node: NodeProto, weightName: string): string | null {
 }
 
 /** [in, out] of a projection node, or null when the node is not x · W with W a 2-D initializer. */
+const FLOAT_TYPES = new Set<number>([TensorProto_DataType.FLOAT, TensorProto_DataType.FLOAT16, TensorProto_DataType.BFLOAT16])
+
 function projectionSize(node: NodeProto, initializers: ReadonlyMap<string, TensorProto>): [number, number] | null {
   if (node.opType !== 'MatMul' && node.opType !== 'Gemm') return null
   if (node.domain !== '' && node.domain !== 'ai.onnx') return null
   const weight = initializers.get(node.input[1] ?? '')
-  if (!weight || weight.dims.length !== 2) return null
+  // Float weights only: a quantized export's integer weights are not x·W as PEFT's LoRA sees it.
+  if (!weight || weight.dims.length !== 2 || !FLOAT_TYPES.has(weight.dataType)) return null
   const [rows, cols] = weight.dims.map(Number)
   if (node.opType === 'MatMul') return [rows, cols]
   if (intAttribute(node, 'transA', 0) !== 0) return null
@@ -65,7 +66,7 @@ function visit(graph: GraphProto, initializers: Map<string, TensorProto>, found:
     if (key === null) continue
     const existing = found.get(key)
     if (!existing) {
-      found.set(key, { key, inFeatures: size[0], outFeatures: size[1], sites: [{ graph, node }] })
+      found.set(key, { key, inFeatures: size[0], outFeatures: size[1], sites: [{ graph, node }], elemType: scope.get(node.input[1])!.dataType })
     } else if (existing.inFeatures === size[0] && existing.outFeatures === size[1]) {
       existing.sites.push({ graph, node })
     }

@@ -18,21 +18,15 @@ import { create } from '@bufbuild/protobuf'
 import {
   AttributeProtoSchema,
   AttributeProto_AttributeType,
-  NodeProtoSchema,
   TensorProtoSchema,
   TensorProto_DataType,
-  TensorShapeProto_DimensionSchema,
-  TensorShapeProtoSchema,
-  TypeProto_TensorSchema,
-  TypeProtoSchema,
-  ValueInfoProtoSchema,
   type GraphProto,
   type ModelProto,
   type NodeProto,
-  type ValueInfoProto,
 } from 'onnx-buf'
-import type { GraphRewrite } from './graph-rewrite.js'
 import { leafOfKey } from '../../domain/lora-module-key.js'
+import { addGraphInput, castNode, newNode } from './graph-edit.js'
+import type { GraphRewrite } from './graph-rewrite.js'
 import { peftDefaultLoraTargets } from './lora-default-targets.js'
 import { findLoraProjections, type GraphProjection } from './lora-projections.js'
 
@@ -41,31 +35,17 @@ export const loraInputA = (key: string): string => `lora.${key}.A`
 export const loraInputB = (key: string): string => `lora.${key}.B`
 export const LORA_INPUT = /^lora\.(.+)\.(A|B)$/
 
-function dimension(d: number | string) {
-  return create(TensorShapeProto_DimensionSchema, {
-    value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d },
-  })
-}
-
-function floatInput(name: string, dims: (number | string)[]): ValueInfoProto {
-  const shape = create(TensorShapeProtoSchema, { dim: dims.map(dimension) })
-  const tensorType = create(TypeProto_TensorSchema, { elemType: TensorProto_DataType.FLOAT, shape })
-  return create(ValueInfoProtoSchema, { name, type: create(TypeProtoSchema, { value: { case: 'tensorType', value: tensorType } }) })
-}
-
+/** A one-dimensional int64 Constant node (shapes and slice bounds; a node, so it lives in the graph that uses it). */
 function int64Constant(name: string, values: number[]): NodeProto {
   const data = BigInt64Array.from(values.map(BigInt))
-  const value = create(TensorProtoSchema, {
-    dims: [BigInt(values.length)],
-    dataType: TensorProto_DataType.INT64,
-    rawData: new Uint8Array(data.buffer),
-  })
-  const attribute = create(AttributeProtoSchema, { name: 'value', type: AttributeProto_AttributeType.TENSOR, t: value })
-  return create(NodeProtoSchema, { name, opType: 'Constant', output: [name], attribute: [attribute] })
+  const value = create(TensorProtoSchema, { dims: [BigInt(values.length)], dataType: TensorProto_DataType.INT64, rawData: new Uint8Array(data.buffer) })
+  const node = newNode('Constant', name, [], [name])
+  node.attribute.push(create(AttributeProtoSchema, { name: 'value', type: AttributeProto_AttributeType.TENSOR, t: value }))
+  return node
 }
 
 function op(name: string, opType: string, input: string[], output: string): NodeProto {
-  return create(NodeProtoSchema, { name, opType, input, output: [output] })
+  return newNode(opType, name, input, [output])
 }
 
 /**
@@ -95,30 +75,39 @@ class RowShapes {
     const name = `${p}/rows_${width}`
     this.prelude.push(
       int64Constant(`${name}/tail`, [-1, width]),
-      create(NodeProtoSchema, {
-        name,
-        opType: 'Concat',
-        input: [this.batch, `${name}/tail`],
-        output: [name],
-        attribute: [create(AttributeProtoSchema, { name: 'axis', type: AttributeProto_AttributeType.INT, i: 0n })],
-      }),
+      concat(name, [this.batch, `${name}/tail`]),
     )
     this.byWidth.set(width, name)
     return name
   }
 }
 
+/** Concat along axis 0 (an INT attribute, which newNode does not write). */
+function concat(name: string, inputs: string[]): NodeProto {
+  const node = newNode('Concat', name, inputs, [name])
+  node.attribute.push(create(AttributeProtoSchema, { name: 'axis', type: AttributeProto_AttributeType.INT, i: 0n }))
+  return node
+}
+
 /** The nodes that add one row-batched low-rank update after `node`, whose output keeps its name. */
 function updateNodes(projection: GraphProjection, node: NodeProto, site: number, rowShape: string): NodeProto[] {
-  const p = `/lora/${projection.key}/${site}`
+  const p = `/prefixd/lora/${projection.key}/${site}`
   const [x] = node.input
   const y = node.output[0]
   const base = `${p}/base`
   node.output[0] = base
+  // Factors arrive in float32; a half-precision projection multiplies them in its own type.
+  const casts: NodeProto[] = []
+  let [a, b] = [loraInputA(projection.key), loraInputB(projection.key)]
+  if (projection.elemType !== TensorProto_DataType.FLOAT) {
+    casts.push(castNode(`${p}/a_cast`, a, `${p}/a_cast`, projection.elemType), castNode(`${p}/b_cast`, b, `${p}/b_cast`, projection.elemType))
+    ;[a, b] = [`${p}/a_cast`, `${p}/b_cast`]
+  }
   return [
+    ...casts,
     op(`${p}/x_rows`, 'Reshape', [x, rowShape], `${p}/x_rows`),
-    op(`${p}/xa`, 'MatMul', [`${p}/x_rows`, loraInputA(projection.key)], `${p}/xa`),
-    op(`${p}/xab`, 'MatMul', [`${p}/xa`, loraInputB(projection.key)], `${p}/xab`),
+    op(`${p}/xa`, 'MatMul', [`${p}/x_rows`, a], `${p}/xa`),
+    op(`${p}/xab`, 'MatMul', [`${p}/xa`, b], `${p}/xab`),
     op(`${p}/y_shape`, 'Shape', [base], `${p}/y_shape`),
     op(`${p}/delta`, 'Reshape', [`${p}/xab`, `${p}/y_shape`], `${p}/delta`),
     op(`${p}/add`, 'Add', [base, `${p}/delta`], y),
@@ -169,11 +158,11 @@ function addLoraInputs(graph: GraphProto, projections: readonly GraphProjection[
   const batch = batchDimOf(graph)
   for (const projection of projections) {
     const rank = `lora_rank.${projection.key}`
-    graph.input.push(floatInput(loraInputA(projection.key), [batch, projection.inFeatures, rank]))
-    graph.input.push(floatInput(loraInputB(projection.key), [batch, rank, projection.outFeatures]))
+    addGraphInput(graph, loraInputA(projection.key), TensorProto_DataType.FLOAT, [batch, projection.inFeatures, rank])
+    addGraphInput(graph, loraInputB(projection.key), TensorProto_DataType.FLOAT, [batch, rank, projection.outFeatures])
     projection.sites.forEach((site, i) => {
       let rows = shapes.get(site.graph)
-      if (!rows) shapes.set(site.graph, (rows = new RowShapes(`/lora/graph${shapes.size}`, loraInputA(projections[0].key))))
+      if (!rows) shapes.set(site.graph, (rows = new RowShapes(`/prefixd/lora/graph${shapes.size}`, loraInputA(projections[0].key))))
       additions.set(site.node, updateNodes(projection, site.node, i, rows.rowsOf(projection.inFeatures)))
     })
   }

@@ -1,6 +1,6 @@
 import { TensorProto_DataType } from 'onnx-buf'
 import { bytesOf, GraphBuilder } from './onnx-graph-builder.js'
-import { attention, attentionBias, declareDecoderInterface, tiedHead } from './onnx-decoder-parts.js'
+import { attention, attentionBias, declareDecoderInterface, MASKED_SCORE, tiedHead, type DecoderGraphOptions } from './onnx-decoder-parts.js'
 import { rotaryTables } from './rotary.js'
 import { weight, type ModelWeights, type WeightTensor } from './weights.js'
 
@@ -33,21 +33,12 @@ function rmsNorm(g: GraphBuilder, x: string, gain: string, eps: number): string 
   return g.op1('Mul', [g.op1('Div', [x, rms]), gain])
 }
 
-export interface LlamaGraphOptions {
-  /**
-   * One MatMul per projection (q, k, v, gate, up), as optimum's export has,
-   * instead of the fused q|k|v and gate|up MatMuls. Per-module LoRA needs
-   * them apart; the fused form is faster for serving base and prefix rows.
-   */
-  separateProjections?: boolean
-}
-
 /** Llama decoder graph in the Hugging Face optimum export layout (README, "Models") from the given weights. */
-export function buildLlamaGraph(weights: ModelWeights, options: LlamaGraphOptions = {}): GraphBuilder {
+export function buildLlamaGraph(weights: ModelWeights, opts: DecoderGraphOptions = {}): GraphBuilder {
   const d = weights.dims
-  const g = new GraphBuilder()
-  const inputs = declareDecoderInterface(g, d)
-  const bias = attentionBias(g, inputs)
+  const g = new GraphBuilder(opts.prefix)
+  const inputs = declareDecoderInterface(g, d, opts.withPast ?? true)
+  const bias = attentionBias(g, inputs, opts.maskedScore ?? MASKED_SCORE)
   const tensor = (name: string): string => g.floatInitializer(name, weight(weights, name).dims, weight(weights, name).data)
   const fused = (name: string, parts: string[]): string => {
     const f = fusedColumns(parts.map((p) => weight(weights, p)))
@@ -80,7 +71,7 @@ export function buildLlamaGraph(weights: ModelWeights, options: LlamaGraphOption
     const fusedSplit = (x: string, name: string, parts: string[], widths: number[]): string[] =>
       g.op('Split', [g.op1('MatMul', [x, fused(name, parts)]), g.constInt(widths)], { axis: 2 }, parts.length)
     const qkvNames = ['q', 'k', 'v'].map((x) => `${p}.self_attn.${x}_proj.weight`)
-    const [q, k, v] = options.separateProjections
+    const [q, k, v] = opts.separateProjections
       ? qkvNames.map((name) => project(normed, name))
       : fusedSplit(normed, `${p}.self_attn.qkv_proj.weight`, qkvNames, [qWidth, kvWidth, kvWidth])
     const heads = (x: string, n: number): string => g.op1('Reshape', [x, g.constInt([0, 0, n, d.headDim])])
@@ -89,7 +80,7 @@ export function buildLlamaGraph(weights: ModelWeights, options: LlamaGraphOption
 
     const normed2 = rmsNorm(g, hidden, tensor(`${p}.post_attention_layernorm.weight`), d.normEps)
     const gateUpNames = [`${p}.mlp.gate_proj.weight`, `${p}.mlp.up_proj.weight`]
-    const [gate, up] = options.separateProjections
+    const [gate, up] = opts.separateProjections
       ? gateUpNames.map((name) => project(normed2, name))
       : fusedSplit(normed2, `${p}.mlp.gate_up_proj.weight`, gateUpNames, [d.intermediateSize, d.intermediateSize])
     const silu = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])])
