@@ -63,7 +63,7 @@ async function ensureSeparateModel(cacheDir: string): Promise<string> {
 
 const modelDir = await ensureSeparateModel(args['cache-dir']!)
 const original = await LoopBench.create(modelDir, threads, streams, [])
-const derived = await LoopBench.create(modelDir, threads, streams)
+const derived = await LoopBench.create(modelDir, threads, streams, [loraRewrite])
 const qvOnly = await LoopBench.create(modelDir, threads, streams, [loraRewriteFor((m) => m === 'q_proj' || m === 'v_proj')])
 const { spec, loraInputs } = derived.model
 if (original.model.loraInputs.length !== 0 || loraInputs.length === 0) throw new Error('the two graphs are not original and derived')

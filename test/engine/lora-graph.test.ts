@@ -18,6 +18,10 @@ import { buildLoraFeed, type LoraInput } from '../../src/engine/batch/lora-feed.
 import { findLoraProjections } from '../../src/engine/graph/lora-projections.js'
 import { LORA_INPUT, loraRewrite, withLoraTargets } from '../../src/engine/graph/lora-rewrite.js'
 import { MODEL_REWRITES } from '../../src/engine/graph/rewrites.js'
+import { float32Io } from '../../src/engine/graph/float32-io.js'
+import { generateModel } from '../../src/models/generate/index.js'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { readLoraInputs } from '../../src/engine/lora-signature.js'
 import type { TensorMeta } from '../../src/engine/onnx-signature.js'
 import { mulberry32 } from '../../src/models/generate/prng.js'
@@ -189,4 +193,37 @@ t.test('LORA_TARGET_MODULES: peft (default), all, none, or the named leaf module
   t.equal(qv.length, 2 * 10)
   t.ok(qv.every((n) => /\.(q|v)_proj\.[AB]$/.test(n)), 'only q_proj and v_proj take LoRA inputs')
   t.same(loraInputsAfter('c_attn'), [], 'a name the model does not have targets nothing')
+})
+
+t.test('float16 and merged (If) decoders: factors cast to the weights\' type, every branch updated, exact without LoRA', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'prefixd-lora-layouts-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  for (const [label, layout, file] of [
+    ['float16', { dtype: 'float16', separateProjections: true }, 'model.onnx'],
+    ['merged decoder', { merged: true, separateProjections: true }, 'decoder_model_merged.onnx'],
+  ] as const) {
+    const out = join(dir, label.replace(/\W/g, '-'))
+    await generateModel({ arch: 'llama', size: 'tiny', out, seed: 3, layout })
+    const path = join(out, file)
+    const projections = findLoraProjections(readModel(path).graph!)
+    t.equal(projections.length, 2 * 7, `${label}: seven projections in each of 2 layers`)
+    if (label === 'merged decoder') t.ok(projections.every((p) => p.sites.length === 2), 'each found in both If branches')
+    // As the server derives it: float16 needs float32_io at the boundary, the merged decoder use_cache_branch.
+    const plain = readModel(path)
+    if (float32Io.needed(plain)) float32Io.apply(plain)
+    const lora = derived(path)
+    if (float32Io.needed(lora)) float32Io.apply(lora)
+    const original = await session(plain)
+    const rewritten = await session(lora)
+    const inputs = readLoraInputs(metadata(rewritten))
+    const feeds = baseFeeds(metadata(original), 2, 3, 4, 5)
+    if (metadata(original).some((m) => m.name === 'use_cache_branch')) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([1]), [1])
+    const want = await original.run(feeds)
+    const none = await rewritten.run({ ...feeds, ...loraFeeds(inputs, [null, null]) })
+    t.equal(maxAbsDiff(want.logits, none.logits), 0, `${label}: no LoRA, the same logits bit for bit`)
+    const withLora = await rewritten.run({ ...feeds, ...loraFeeds(inputs, [randomAdapter(inputs, () => true, 4, 31), null]) })
+    const [a, b] = [rowOf(want as Record<string, ort.Tensor>, 0), rowOf(withLora as Record<string, ort.Tensor>, 0)]
+    t.ok(maxAbsDiff(a.logits, b.logits) > 1e-3, `${label}: a LoRA row changes its logits`)
+    t.equal(maxAbsDiff(rowOf(want as Record<string, ort.Tensor>, 1).logits, rowOf(withLora as Record<string, ort.Tensor>, 1).logits), 0, `${label}: the row without LoRA is untouched`)
+  }
 })
