@@ -270,7 +270,7 @@ export function corruptPeftAdapters(): PeftCorruption[] {
   const embeddings = (n: number) => ({ dtype: 'F32', shape: [n], data: encodeFloats(seededFloats(n, 3), 'F32') })
   const width = 2 * 2 * 2 * 4
   return [
-    withConfig('LoRA adapter', { peft_type: 'LORA' }, /peft_type "LORA"; only PREFIX_TUNING/),
+    withConfig('IA3 adapter (a PEFT type prefixd does not serve)', { peft_type: 'IA3' }, /peft_type "IA3"; only PREFIX_TUNING/),
     withConfig('no peft_type', { peft_type: undefined }, /no "peft_type"/),
     withConfig('peft_type not a string', { peft_type: 7 }, /no "peft_type"/),
     withConfig('zero virtual tokens', { num_virtual_tokens: 0 }, /"num_virtual_tokens" is 0, not a positive integer/),
