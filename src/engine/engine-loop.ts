@@ -5,6 +5,7 @@
  * ForwardRunner, so this loop is the same for every model.
  */
 import { DeadlineExceededError, flattenError, OverloadedError, type FlatError } from '../errors.js'
+import { rowFailure } from './row-failure.js'
 import { buildDecode, buildPrefill } from './batch/forward-feed.js'
 import { advance, compact, emptyKvState, type KvShape, type KvState } from './batch/kv-state.js'
 import { epochMs } from '../metrics/clock.js'
@@ -140,7 +141,7 @@ export class EngineLoop {
     const out = await this.runGuarded(rows, () => this.forward.run(feed))
     if (!out) return
     this.state = advance(this.state, out.presentKeys, out.presentValues, feed.attentionMask)
-    rows.forEach((g, r) => events.push(g.step(out.logits, r * this.vocabSize)))
+    rows.forEach((g, r) => this.stepRow(g, out.logits, r * this.vocabSize, events))
   }
 
   /** The prefill pass of newly admitted rows; each samples its first token. */
@@ -150,8 +151,25 @@ export class EngineLoop {
     const out = await this.runGuarded(admitted, () => this.forward.run(feed))
     if (!out) return null
     // Prompts are left-padded, so every row's last prompt token is the last column.
-    admitted.forEach((g, r) => events.push({ ...g.step(out.logits, ((r + 1) * feed.seqLen - 1) * this.vocabSize), admittedAt }))
+    admitted.forEach((g, r) => this.stepRow(g, out.logits, ((r + 1) * feed.seqLen - 1) * this.vocabSize, events, admittedAt))
     return { ...state, keys: out.presentKeys, values: out.presentValues }
+  }
+
+  /**
+   * Samples one row. A row whose logits cannot be sampled (not finite: a
+   * prefix with huge values overflows the model) ends that request alone; the
+   * other rows of the batch carry on, and the row leaves at the next re-pack.
+   */
+  private stepRow(g: Generation, logits: Float32Array, offset: number, events: TokenEvent[], admittedAt?: number): void {
+    let event: TokenEvent
+    try {
+      event = g.step(logits, offset)
+    } catch (err) {
+      this.cancel(g.id)
+      this.sink.failed(g.id, rowFailure(g, err))
+      return
+    }
+    events.push(admittedAt === undefined ? event : { ...event, admittedAt })
   }
 
   /** A failed forward pass fails the requests in it, not the engine. */

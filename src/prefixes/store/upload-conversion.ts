@@ -9,6 +9,7 @@ import type { ModelSpec } from '../../engine/model-spec.js'
 import { NATIVE_FILE, readNativePrefix, writeNativePrefix } from '../native-format.js'
 import { looksLikePickle, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, PICKLE_REFUSAL, readPeftAdapter } from '../peft-adapter.js'
 import type { LoadedPrefix } from '../prefix-folder.js'
+import { assertServableMagnitude } from '../magnitude-bound.js'
 import { assertPrefixFitsModel, assertVirtualTokensFit } from '../shape-check.js'
 import { sha256Hex } from './blob-files.js'
 import { modelFingerprint } from './model-fingerprint.js'
@@ -83,6 +84,7 @@ export function toStoredBlob(loaded: LoadedPrefix, spec: ModelSpec, id: string):
   const { prefix } = loaded
   assertPrefixFitsModel(prefix, spec, id)
   assertVirtualTokensFit(prefix.numVirtualTokens, { maxVirtualTokens: spec.maxPositions - 1, maxPositions: spec.maxPositions }, id)
+  assertServableMagnitude(prefix, id)
   const fingerprint = modelFingerprint(spec)
   if (loaded.modelFingerprint !== undefined && loaded.modelFingerprint !== fingerprint) {
     throw new PrefixShapeMismatchError(
