@@ -1,8 +1,9 @@
 /**
  * POST /generate_stream: TGI's server-sent events. One event per token
  * (`index`, `token`), the last one also with `generated_text` and `details`.
- * Errors found before the first byte are ordinary JSON answers; errors after it
- * arrive as a final `{error, error_type}` event. A client that disconnects
+ * Errors found before the first token (a full queue or a deadline included)
+ * are ordinary JSON answers; errors after it arrive as a final
+ * `{error, error_type}` event. A client that disconnects
  * cancels its request, and the engine frees its slot at the next step.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
@@ -10,7 +11,7 @@ import { errorTypeOf } from '../../errors.js'
 import { errorResponses } from '../schemas/common.js'
 import { GenerateBody } from '../schemas/generate.js'
 import { clientGone } from './generate.js'
-import { sendEvent, startEventStream } from '../sse.js'
+import { EventStream } from '../sse.js'
 
 export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
@@ -26,15 +27,13 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const service = app.generation
       const prepared = await service.prepare(request.body, request.principal)
       const prefixIds = prepared.prefixes.map((p) => p.id)
-      reply.hijack()
-      const raw = reply.raw
-      startEventStream(raw, { 'x-prefix-id': prefixIds.join(','), 'x-prompt-tokens': String(prepared.promptIds.length) })
+      const stream = new EventStream(reply, { 'x-prefix-id': prefixIds.join(','), 'x-prompt-tokens': String(prepared.promptIds.length) })
       let index = 0
       try {
-        await service.run(prepared, clientGone(raw), request.log, (e) => {
+        await service.run(prepared, clientGone(reply.raw), request.log, (e) => {
           index++
           const last = e.finish
-          sendEvent(raw, {
+          stream.send({
             index,
             token: e.token,
             generated_text: last ? (prepared.returnFullText ? request.body.inputs : '') + last.generatedText : null,
@@ -49,14 +48,16 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
           })
         })
       } catch (err) {
+        // Nothing sent yet: the error handler answers with the error's own status.
+        if (!stream.started) throw err
         const e = err as { code?: string; statusCode?: number; message?: string }
         if (e.code !== 'PREFIXD_CANCELLED') {
           const internal = (e.statusCode ?? 500) >= 500 && !e.code?.startsWith('PREFIXD_')
           if (internal) request.log.error({ err }, 'stream failed')
-          sendEvent(raw, { error: internal ? 'internal server error' : e.message, error_type: errorTypeOf(e.code) })
+          stream.send({ error: internal ? 'internal server error' : e.message, error_type: errorTypeOf(e.code) })
         }
       }
-      raw.end()
+      stream.end()
     },
   )
 }
