@@ -112,7 +112,7 @@ export class GenerationService {
     }
     // As TGI: any active warper turns sampling on, whatever do_sample says.
     const warpers = (p.temperature != null && p.temperature !== 1) || p.top_k != null || (p.top_p != null && p.top_p < 1)
-    const sampling = normalizeSamplingParams({
+    const sampling = this.samplingParams({
       doSample: (p.do_sample ?? false) || warpers,
       temperature: p.temperature ?? undefined,
       topK: p.top_k ?? undefined,
@@ -133,6 +133,19 @@ export class GenerationService {
         deadline: Date.now() + config.REQUEST_TIMEOUT_MS,
         tenant: principal.tenant,
       },
+    }
+  }
+
+  /**
+   * The schema bounds every field first; the sampler's own range checks are a
+   * second guard, and what they refuse is the request's fault (422), never a 500.
+   */
+  private samplingParams(input: Parameters<typeof normalizeSamplingParams>[0]): ReturnType<typeof normalizeSamplingParams> {
+    try {
+      return normalizeSamplingParams(input)
+    } catch (err) {
+      if (err instanceof RangeError) throw new ValidationError(`parameters: ${err.message}`)
+      throw err
     }
   }
 

@@ -7,6 +7,14 @@ import Type, { type TSchema } from 'typebox'
  */
 export const nullable = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]))
 
+/**
+ * The largest count any numeric request field accepts (tokens, top_k): a
+ * 32-bit signed integer. Far beyond every model's positions or vocabulary, so
+ * it refuses nothing real, and it keeps every count an exact, safe integer
+ * (2^53 and above are not: they once reached the sampler and answered 500).
+ */
+export const MAX_COUNT = 2 ** 31 - 1
+
 export const PREFIX_ID_PATTERN = '^(?!\\.{1,2}$)[A-Za-z0-9._-]{1,128}$'
 
 export const PrefixId = Type.String({
