@@ -7,6 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { readFileSync } from 'node:fs'
 import type { Config } from './config/schema.js'
 import { errorHandler, notFoundHandler } from './server/error-handler.js'
+import { capConnections, timeoutOptions } from './server/connection-guard.js'
 import { enginePlugin } from './server/engine-plugin.js'
 import { metricsPlugin } from './server/metrics-plugin.js'
 import { addRequestLog } from './server/request-log.js'
@@ -54,6 +55,8 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
     pluginTimeout: 0,
     // On close, idle keep-alive sockets are closed instead of waited out.
     forceCloseConnections: 'idle',
+    // Read timeouts and keep-alive: a client that stalls mid-request is closed.
+    ...timeoutOptions(config),
     ajv: {
       // Strict input: "7" is not 7, null is not 0, and unknown fields are
       // errors, never silently dropped.
@@ -61,6 +64,7 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  capConnections(app.server, config, app.log)
   app.decorate('config', config)
   app.decorate('prefixdVersion', pkg.version)
   app.setErrorHandler(errorHandler)
