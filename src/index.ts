@@ -25,6 +25,21 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<Fasti
   })
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
-  await app.listen({ host: config.HOST, port: config.PORT })
+  try {
+    await app.listen({ host: config.HOST, port: config.PORT })
+  } catch (err) {
+    // Serving nothing while alive would fool a supervisor: stop the engine
+    // worker (it would keep the process running) and fail the start.
+    await app.close()
+    throw listenError(err, config.HOST, config.PORT)
+  }
   return app
+}
+
+/** One line that says what to do about a failed listen. */
+function listenError(err: unknown, host: string, port: number): Error {
+  const code = (err as { code?: string }).code
+  if (code === 'EADDRINUSE') return new Error(`cannot listen on ${host}:${port}: the address is already in use (EADDRINUSE); set PORT to a free port`)
+  if (code === 'EACCES') return new Error(`cannot listen on ${host}:${port}: permission denied (EACCES); use a port above 1023`)
+  return err instanceof Error ? err : new Error(String(err))
 }
