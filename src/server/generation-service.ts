@@ -88,7 +88,8 @@ export class GenerationService {
     return this.running
   }
 
-  async prepare(body: GenerateBodyT, principal: Principal = OPEN_PRINCIPAL): Promise<PreparedRequest> {
+  /** `signal`: the client went away; checked after each awaited step, so no work is done for a gone client. */
+  async prepare(body: GenerateBodyT, principal: Principal = OPEN_PRINCIPAL, signal?: AbortSignal): Promise<PreparedRequest> {
     const arrivedAt = epochMs()
     const p: Params = body.parameters ?? {}
     const { config } = this
@@ -100,6 +101,7 @@ export class GenerationService {
       throw new ValidationError(`parameters.stop has ${stop.length} sequences; the limit is ${config.MAX_STOP_SEQUENCES}`)
     }
     const prefixes = await Promise.all(prefixIds(p).map((id) => this.prefixes.resolve(id, principal)))
+    if (signal?.aborted) throw new CancelledError('the client went away')
     const promptIds = this.tokenizer.encode(body.inputs)
     const maxNewTokens = p.max_new_tokens ?? config.DEFAULT_MAX_NEW_TOKENS
     const prefixLen = prefixes.reduce((n, x) => n + x.numVirtualTokens, 0)
@@ -171,6 +173,11 @@ export class GenerationService {
         finishReason,
         timings,
       })
+    }
+    if (signal.aborted) {
+      // Gone while the request was prepared: nothing reaches the engine.
+      done('cancelled')
+      return Promise.reject(new CancelledError('the client went away'))
     }
     return new Promise((resolve, reject) => {
       const submitted = this.engine.submit(

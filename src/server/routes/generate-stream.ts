@@ -25,12 +25,13 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const service = app.generation
-      const prepared = await service.prepare(request.body, request.principal)
+      const gone = clientGone(reply.raw)
+      const prepared = await service.prepare(request.body, request.principal, gone)
       const prefixIds = prepared.prefixes.map((p) => p.id)
       const stream = new EventStream(reply, { 'x-prefix-id': prefixIds.join(','), 'x-prompt-tokens': String(prepared.promptIds.length) })
       let index = 0
       try {
-        await service.run(prepared, clientGone(reply.raw), request.log, (e) => {
+        await service.run(prepared, gone, request.log, (e) => {
           index++
           const last = e.finish
           stream.send({

@@ -7,9 +7,18 @@ import { errorResponses } from '../schemas/common.js'
 import { GenerateBody, GenerateResponse } from '../schemas/generate.js'
 import type { GenerationResult } from '../generation-service.js'
 
-/** An AbortSignal that fires when the client closes the connection before the answer. */
+/**
+ * An AbortSignal that fires when the client closes the connection before the
+ * answer; already aborted if it closed before this was asked (while the
+ * request was being prepared), since that 'close' event is gone.
+ */
 export function clientGone(raw: import('node:http').ServerResponse): AbortSignal {
   const ctl = new AbortController()
+  const closed = () => !raw.writableEnded && (raw.destroyed || raw.closed || raw.req.destroyed || raw.socket?.destroyed === true)
+  if (closed()) {
+    ctl.abort()
+    return ctl.signal
+  }
   raw.on('close', () => {
     if (!raw.writableEnded) ctl.abort()
   })
@@ -43,10 +52,11 @@ export const generateRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const service = app.generation
-      const prepared = await service.prepare(request.body, request.principal)
+      const gone = clientGone(reply.raw)
+      const prepared = await service.prepare(request.body, request.principal, gone)
       // Without details no logprob is returned: don't pay for computing them.
       if (!prepared.details) prepared.params.logprobs = false
-      const result = await service.run(prepared, clientGone(reply.raw), request.log)
+      const result = await service.run(prepared, gone, request.log)
       const prefixIds = prepared.prefixes.map((p) => p.id)
       void reply.headers(timingHeaders(prefixIds, prepared.promptIds.length, result))
       const generated_text = (prepared.returnFullText ? request.body.inputs : '') + result.generatedText
