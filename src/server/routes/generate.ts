@@ -14,7 +14,7 @@ import type { GenerationResult } from '../generation-service.js'
  */
 export function clientGone(raw: import('node:http').ServerResponse): AbortSignal {
   const ctl = new AbortController()
-  const closed = () => !raw.writableEnded && (raw.destroyed || raw.closed || raw.req.destroyed || raw.socket?.destroyed === true)
+  const closed = () => !raw.writableEnded && (raw.destroyed || raw.socket?.destroyed === true)
   if (closed()) {
     ctl.abort()
     return ctl.signal
