@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import type { Config } from './config/schema.js'
 import { errorHandler, notFoundHandler } from './server/error-handler.js'
 import { capConnections, timeoutOptions } from './server/connection-guard.js'
+import { frameworkErrors, MAX_PARAM_LENGTH } from './server/framework-errors.js'
 import { enginePlugin } from './server/engine-plugin.js'
 import { metricsPlugin } from './server/metrics-plugin.js'
 import { addRequestLog } from './server/request-log.js'
@@ -55,6 +56,10 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
     pluginTimeout: 0,
     // On close, idle keep-alive sockets are closed instead of waited out.
     forceCloseConnections: 'idle',
+    // Every valid id routes (Fastify's default limit, 100, is below the longest id);
+    // what the router refuses is answered in the documented error shapes.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors,
     // Read timeouts and keep-alive: a client that stalls mid-request is closed.
     ...timeoutOptions(config),
     ajv: {

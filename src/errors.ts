@@ -30,6 +30,8 @@ export const ConfigError = createError<'PREFIXD_CONFIG', 500, Msg>('PREFIXD_CONF
 export const PrefixExistsError = createError<'PREFIXD_PREFIX_EXISTS', 409, Msg>('PREFIXD_PREFIX_EXISTS', '%s', 409)
 /** The prefix store (Redis) cannot be reached: uploads and cache misses fail fast instead of hanging. */
 export const StoreUnavailableError = createError<'PREFIXD_STORE_UNAVAILABLE', 503, Msg>('PREFIXD_STORE_UNAVAILABLE', '%s', 503)
+/** A path segment (a prefix or model id) longer than any valid id, however encoded. */
+export const UriTooLongError = createError<'PREFIXD_URI_TOO_LONG', 414, Msg>('PREFIXD_URI_TOO_LONG', '%s', 414)
 export const UnsupportedMediaTypeError = createError<'PREFIXD_UNSUPPORTED_MEDIA_TYPE', 415, Msg>('PREFIXD_UNSUPPORTED_MEDIA_TYPE', '%s', 415)
 
 /** code → stable error_type in responses. Unknown codes are internal errors. */
@@ -53,6 +55,7 @@ export const errorTypes: Readonly<Record<string, string>> = {
   PREFIXD_PREFIX_EXISTS: 'conflict',
   PREFIXD_STORE_UNAVAILABLE: 'store_unavailable',
   PREFIXD_UNSUPPORTED_MEDIA_TYPE: 'validation',
+  PREFIXD_URI_TOO_LONG: 'validation',
 }
 
 /** The form an error takes when it crosses a thread boundary. */

@@ -29,7 +29,9 @@ export interface LoadedPrefix {
   modelFingerprint?: string
 }
 
-const PREFIX_ID = /^[A-Za-z0-9._-]{1,128}$/
+/** The longest prefix id; the HTTP router's parameter limit is derived from it. */
+export const PREFIX_ID_MAX_CHARS = 128
+const PREFIX_ID = new RegExp(`^[A-Za-z0-9._-]{1,${PREFIX_ID_MAX_CHARS}}$`)
 
 /** Ids become folder names and URL segments: a safe character set, and never "." or "..". */
 export function isValidPrefixId(id: unknown): id is string {
