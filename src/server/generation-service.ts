@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js'
 import type { EngineClient } from '../engine/engine-client.js'
 import type { FinishReason, GenerationParams, TokenEvent } from '../engine/protocol.js'
 import { normalizeSamplingParams } from '../engine/sampling/sampling-params.js'
-import type { TextTokenizer } from '../engine/tokenizer.js'
+import type { PromptEncoder } from '../engine/prompt-encoder.js'
 import type { FastifyBaseLogger } from 'fastify'
 import { CancelledError, errorTypeOf, PromptTooLongError, ValidationError, type RemoteError } from '../errors.js'
 import { epochMs } from '../metrics/clock.js'
@@ -78,7 +78,7 @@ export class GenerationService {
   constructor(
     private readonly config: Config,
     private readonly engine: EngineClient,
-    private readonly tokenizer: TextTokenizer,
+    private readonly tokenizer: PromptEncoder,
     private readonly prefixes: PrefixResolver,
     private readonly report: (r: RequestReport) => void = () => {},
   ) {}
@@ -102,7 +102,9 @@ export class GenerationService {
     }
     const prefixes = await Promise.all(prefixIds(p).map((id) => this.prefixes.resolve(id, principal)))
     if (signal?.aborted) throw new CancelledError('the client went away')
-    const promptIds = this.tokenizer.encode(body.inputs)
+    // Off the HTTP thread when long: a maximum-size prompt must not stall /health.
+    const promptIds = await this.tokenizer.encode(body.inputs)
+    if (signal?.aborted) throw new CancelledError('the client went away')
     const maxNewTokens = p.max_new_tokens ?? config.DEFAULT_MAX_NEW_TOKENS
     const prefixLen = prefixes.reduce((n, x) => n + x.numVirtualTokens, 0)
     const limit = this.engine.spec.maxPositions
