@@ -78,7 +78,7 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   await app.register(openAPIPlugin, { version: pkg.version })
   addRequestLog(app as unknown as FastifyInstance, config.LOG_PROMPTS)
   refuseNewWorkWhileDraining(app as unknown as FastifyInstance)
-  await app.register(metricsPlugin, { prefixLabelLimit: config.PREFIX_LABEL_LIMIT })
+  await app.register(metricsPlugin, { prefixLabelLimit: config.PREFIX_LABEL_LIMIT, metricsPort: config.METRICS_PORT, host: config.HOST })
   await app.register(authPlugin, { apiKeys: config.API_KEYS, apiKeysFile: config.API_KEYS_FILE })
   await app.register(rateLimitPlugin, { perMinute: config.RATE_LIMIT_PER_MINUTE, redisUrl: config.REDIS_URL })
   await app.register(enginePlugin, { config, modelDir })

@@ -33,6 +33,12 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<Fasti
     await app.close()
     throw listenError(err, config.HOST, config.PORT)
   }
+  // Fastify only logs a failed onListen hook: a metrics port that could not be
+  // opened must fail the start the same way the API port does.
+  if (app.metricsServer !== null && !app.metricsServer.listening) {
+    await app.close()
+    throw new Error(`cannot listen on ${config.HOST}:${config.METRICS_PORT} (METRICS_PORT): the address is in use or not allowed`)
+  }
   return app
 }
 

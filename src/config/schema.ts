@@ -11,6 +11,7 @@ const int = (def: number, minimum: number, description: string, maximum?: number
 export const ConfigSchema = Type.Object({
   HOST: Type.String({ default: '0.0.0.0', description: 'Address the HTTP server listens on.' }),
   PORT: int(8080, 0, 'TCP port of the HTTP server (0 picks a free one).', 65535),
+  METRICS_PORT: int(0, 0, 'TCP port of a separate listener that serves only /metrics, on HOST (0: /metrics is served on PORT with the API). Metric labels name prefix ids and tenants: keep this port private.', 65535),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
     default: 'info',
     description: 'pino log level.',
