@@ -100,9 +100,12 @@ export class PrefixdMetrics {
     return this.registry.metrics()
   }
 
-  /** A deleted prefix's series go with it. */
+  /**
+   * A deleted prefix's series go with it, and so do those of every composed
+   * prefix that names it (`p1+p2` when p1 is deleted): ids never hold '+'.
+   */
   forgetPrefix(prefixId: string): void {
-    this.guard.forget(prefixId)
+    this.guard.forgetWhere((label) => label.split('+').includes(prefixId))
   }
 
   private histogram(name: string, help: string): Histogram<string> {
