@@ -87,10 +87,11 @@ export class EmbeddedIndex implements PrefixIndex {
     return this.changes
   }
 
-  commit(record: PrefixRecord, blob: Buffer, mode: CommitMode, seedSha?: string): Promise<CommitOutcome> {
+  commit(record: PrefixRecord, blob: Buffer, mode: CommitMode, seedSha?: string, replacing?: number): Promise<CommitOutcome> {
     return this.serialize(async () => {
       const previous = this.records.get(record.id) ?? null
       if (mode === 'create' && previous) return { status: 'exists', record: previous }
+      if (mode === 'replace' && previous?.version !== replacing) return { status: 'conflict', record: previous }
       if (mode === 'seed') {
         if (this.seeded[record.id] === seedSha || previous?.source === 'upload') return { status: 'unchanged' }
       }

@@ -149,7 +149,7 @@ export class RedisIndex implements PrefixIndex {
     return text === null ? 0 : Number(text)
   }
 
-  async commit(record: PrefixRecord, blob: Buffer, mode: CommitMode, seedSha = ''): Promise<CommitOutcome> {
+  async commit(record: PrefixRecord, blob: Buffer, mode: CommitMode, seedSha = '', replacing?: number): Promise<CommitOutcome> {
     if (mode === 'create') {
       // Refuse a taken id before moving the blob anywhere.
       const existing = await this.get(record.id)
@@ -159,7 +159,7 @@ export class RedisIndex implements PrefixIndex {
     let reply: string[]
     try {
       reply = await this.call(() =>
-        this.client.prefixdCommit(...this.keys, record.id, JSON.stringify(record), mode, blob, this.blobPrefix, this.channel, seedSha, ''),
+        this.client.prefixdCommit(...this.keys, record.id, JSON.stringify(record), mode, blob, this.blobPrefix, this.channel, seedSha, '', String(replacing ?? '')),
       )
     } catch (err) {
       if (created) await this.blobs.remove(record.sha256)
@@ -173,6 +173,7 @@ export class RedisIndex implements PrefixIndex {
     }
     if (created) await this.blobs.remove(record.sha256)
     if (status === 'exists') return { status, record: JSON.parse(text) as PrefixRecord }
+    if (status === 'conflict') return { status, record: text ? (JSON.parse(text) as PrefixRecord) : null }
     return { status: 'unchanged' }
   }
 
