@@ -4,16 +4,14 @@
  * that is the prefix's fault, a 422 its owner can act on, never an engine
  * failure that would cut every other tenant's stream.
  */
-import { flattenError, InvalidPrefixError, type FlatError } from '../errors.js'
+import { flatError, flattenError, type FlatError } from '../domain/error-table.js'
 import type { Generation } from './generation.js'
 import { NonFiniteLogitsError } from './sampling/sampler.js'
 
 export const NON_FINITE_PREFIX_MESSAGE = "the prefix makes the model's output non-finite"
 
 export function rowFailure(g: Pick<Generation, 'prefixes'>, err: unknown): FlatError {
-  if (err instanceof NonFiniteLogitsError && g.prefixes.length > 0) {
-    return flattenError(new InvalidPrefixError(NON_FINITE_PREFIX_MESSAGE))
-  }
+  if (err instanceof NonFiniteLogitsError && g.prefixes.length > 0) return flatError('PREFIXD_INVALID_PREFIX', NON_FINITE_PREFIX_MESSAGE)
   // The base model itself broke, or a bug: an internal error, whose message never reaches the client.
   return flattenError(err)
 }

@@ -5,8 +5,8 @@
  * re-created in-process (onnxruntime-node is known to crash when it is).
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { flattenError, PrefixNotFoundError, ValidationError } from '../errors.js'
-import type { PrefixKV } from '../prefixes/prefix-kv.js'
+import { flatError, flattenError } from '../domain/error-table.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 import { buildPrefill } from './batch/forward-feed.js'
 import { EngineLoop } from './engine-loop.js'
 import { ForwardRunner } from './forward-runner.js'
@@ -29,13 +29,7 @@ async function main(): Promise<void> {
     runner,
     shape,
     spec.vocabSize,
-    {
-      maxBatchSize: opts.maxBatchSize,
-      maxBatchTokens: opts.maxBatchTokens,
-      maxPrefillTokens: opts.maxPrefillTokens,
-      maxWaiting: opts.maxWaiting,
-      maxWaitingPerTenant: opts.maxWaitingPerTenant,
-    },
+    opts,
     {
       tokens: (events, stats) => send({ v: PROTOCOL_VERSION, type: 'tokens', events, stats: { ...stats, prefixesCached: prefixes.size } }),
       failed: (id, error) => send({ v: PROTOCOL_VERSION, type: 'failed', id, error }),
@@ -48,7 +42,7 @@ async function main(): Promise<void> {
     for (const key of msg.prefixKeys) {
       const p = prefixes.get(key)
       if (!p) {
-        send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flattenError(new PrefixNotFoundError(key)) })
+        send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flatError('PREFIXD_PREFIX_NOT_FOUND', `prefix '${key}' not found`) })
         return
       }
       resolved.push(p)
@@ -57,7 +51,7 @@ async function main(): Promise<void> {
       loop.submit(new Generation(msg.id, msg.promptIds, resolved, msg.params, spec.vocabSize, eos, tokenizer))
     } catch (err) {
       // The sampler's own range checks: the HTTP layer validates first, so this is a guard.
-      send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flattenError(new ValidationError((err as Error).message)) })
+      send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flatError('PREFIXD_VALIDATION', (err as Error).message) })
     }
   }
 
@@ -83,7 +77,7 @@ async function main(): Promise<void> {
   // Warm-up: the first run of a session allocates and plans; pay that before
   // the server says it is ready, not on a user's first request.
   await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], prefixes: [] }]).feed)
-  send({ v: PROTOCOL_VERSION, type: 'ready', spec, modelFile: opts.modelDir })
+  send({ v: PROTOCOL_VERSION, type: 'ready', spec })
 }
 
 main().catch((err: unknown) => {

@@ -15,7 +15,7 @@
  * that passes this bound and still overflows fails its own requests only.
  */
 import { InvalidPrefixError } from '../errors.js'
-import type { PrefixKV } from './prefix-kv.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 
 export const MAX_PREFIX_ABS_VALUE = 65504
 

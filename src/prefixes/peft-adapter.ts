@@ -16,7 +16,7 @@ import { open, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidPrefixError } from '../errors.js'
 import { decodeFloatTensor } from './dtype-convert.js'
-import type { PrefixKV } from './prefix-kv.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 import { parseSafetensors, type ParseOptions } from './safetensors.js'
 
 export const PEFT_CONFIG_FILE = 'adapter_config.json'

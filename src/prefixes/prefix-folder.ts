@@ -11,7 +11,7 @@ import { basename, join } from 'node:path'
 import { InvalidPrefixError, PayloadTooLargeError, PrefixNotFoundError } from '../errors.js'
 import { NATIVE_FILE, readNativePrefix } from './native-format.js'
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, readPeftAdapter, refusePickledAdapter } from './peft-adapter.js'
-import type { PrefixKV } from './prefix-kv.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 
 export interface LoadPrefixOptions {
   /** Largest file accepted, in bytes; larger files raise PayloadTooLargeError. */
@@ -27,15 +27,6 @@ export interface LoadedPrefix {
   dtype: string
   /** From a native file's metadata, when it has one. */
   modelFingerprint?: string
-}
-
-/** The longest prefix id; the HTTP router's parameter limit is derived from it. */
-export const PREFIX_ID_MAX_CHARS = 128
-const PREFIX_ID = new RegExp(`^[A-Za-z0-9._-]{1,${PREFIX_ID_MAX_CHARS}}$`)
-
-/** Ids become folder names and URL segments: a safe character set, and never "." or "..". */
-export function isValidPrefixId(id: unknown): id is string {
-  return typeof id === 'string' && PREFIX_ID.test(id) && id !== '.' && id !== '..'
 }
 
 function errnoCode(err: unknown): string | undefined {

@@ -10,6 +10,7 @@ import type { EngineStats } from '../engine/protocol.js'
 import { PrefixdMetrics } from '../metrics/prefixd-metrics.js'
 import type { RequestReport } from './generation-service.js'
 import { serveMetricsOnOwnPort } from './metrics-listener.js'
+import { probeRoute } from './probe-route.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -35,7 +36,7 @@ export const metricsPlugin = fp<MetricsPluginOptions>(
       serveMetricsOnOwnPort(app, metrics, host, metricsPort)
     } else {
       app.decorate('metricsServer', null)
-      app.get('/metrics', async (_request, reply) => {
+      app.get('/metrics', { config: probeRoute }, async (_request, reply) => {
         void reply.header('content-type', metrics.registry.contentType)
         return metrics.scrape()
       })

@@ -7,16 +7,16 @@
 import t from 'tap'
 import { EngineClient } from '../../src/engine/engine-client.js'
 import type { GenerationParams, TokenEvent } from '../../src/engine/protocol.js'
-import type { RemoteError } from '../../src/errors.js'
+import type { CodedError } from '../../src/domain/error-table.js'
 import { NON_FINITE_PREFIX_MESSAGE } from '../../src/engine/row-failure.js'
 import { MAX_PREFIX_ABS_VALUE } from '../../src/prefixes/magnitude-bound.js'
-import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { parseUpload, toStoredBlob } from '../../src/prefixes/store/upload-conversion.js'
 import { greedyParams } from '../helpers/engine-params.js'
 import { buildPeftAdapter, seededFloats } from '../helpers/prefix-fixtures.js'
 import { generatedModel } from '../helpers/tiny-model.js'
 
-type Outcome = { tokens: number[] } | { error: RemoteError }
+type Outcome = { tokens: number[] } | { error: CodedError }
 
 function generate(engine: EngineClient, promptIds: number[], prefixKeys: string[], params: GenerationParams, onToken?: (e: TokenEvent) => void) {
   return new Promise<Outcome>((resolve) => {

@@ -8,7 +8,7 @@
  * (a full queue, a deadline) is then an ordinary HTTP error, as OpenAI answers.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { clientGone } from '../routes/generate.js'
+import { clientGone } from '../client-gone.js'
 import { EventStream } from '../sse.js'
 import { toOpenAIError } from './errors.js'
 

@@ -7,10 +7,10 @@
  * cancels its request, and the engine frees its slot at the next step.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { errorTypeOf } from '../../errors.js'
+import { publicError } from '../error-handler.js'
 import { errorResponses } from '../schemas/common.js'
 import { GenerateBody } from '../schemas/generate.js'
-import { clientGone } from './generate.js'
+import { clientGone } from '../client-gone.js'
 import { EventStream } from '../sse.js'
 
 export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -53,9 +53,8 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (!stream.started) throw err
         const e = err as { code?: string; statusCode?: number; message?: string }
         if (e.code !== 'PREFIXD_CANCELLED') {
-          const internal = (e.statusCode ?? 500) >= 500 && !e.code?.startsWith('PREFIXD_')
-          if (internal) request.log.error({ err }, 'stream failed')
-          stream.send({ error: internal ? 'internal server error' : e.message, error_type: errorTypeOf(e.code) })
+          const shown = publicError(e, request.log)
+          stream.send({ error: shown.message, error_type: shown.errorType })
         }
       }
       stream.end()

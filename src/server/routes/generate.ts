@@ -6,24 +6,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errorResponses } from '../schemas/common.js'
 import { GenerateBody, GenerateResponse } from '../schemas/generate.js'
 import type { GenerationResult } from '../generation-service.js'
-
-/**
- * An AbortSignal that fires when the client closes the connection before the
- * answer; already aborted if it closed before this was asked (while the
- * request was being prepared), since that 'close' event is gone.
- */
-export function clientGone(raw: import('node:http').ServerResponse): AbortSignal {
-  const ctl = new AbortController()
-  const closed = () => !raw.writableEnded && (raw.destroyed || raw.socket?.destroyed === true)
-  if (closed()) {
-    ctl.abort()
-    return ctl.signal
-  }
-  raw.on('close', () => {
-    if (!raw.writableEnded) ctl.abort()
-  })
-  return ctl.signal
-}
+import { clientGone } from '../client-gone.js'
 
 const ms = (a: number | undefined, b: number) => (a === undefined ? '' : (a - b).toFixed(3))
 
