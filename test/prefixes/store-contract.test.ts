@@ -75,6 +75,7 @@ function contract(name: string, open: Opener) {
     t.equal(stale.status, 'conflict', 'over a version replaced meanwhile: refused')
     if (stale.status === 'conflict') t.equal(stale.record?.version, 2, 'naming the version that is there')
     t.equal((await index.get('rho'))!.sha256, sha256Hex(blobB), 'and nothing changed')
+    t.same([...(await index.referencedBlobs())], [sha256Hex(blobB)], 'the one blob referenced (what sweeps keep)')
     t.equal(await index.readBlob(sha256Hex(blobA)), null, 'no blob left behind')
     await index.remove('rho')
     const gone = await index.commit(record('rho', blobA), blobA, 'replace', undefined, 2)

@@ -87,6 +87,11 @@ export class EmbeddedIndex implements PrefixIndex {
     return this.changes
   }
 
+  referencedBlobs(): Promise<Set<string>> {
+    // Serialized: a commit in progress has written its blob and will record it.
+    return this.serialize(async () => new Set([...this.records.values()].map((r) => r.sha256)))
+  }
+
   commit(record: PrefixRecord, blob: Buffer, mode: CommitMode, seedSha?: string, replacing?: number): Promise<CommitOutcome> {
     return this.serialize(async () => {
       const previous = this.records.get(record.id) ?? null

@@ -81,6 +81,8 @@ export interface PrefixIndex {
   remove(id: string): Promise<PrefixRecord | null>
   /** The blob's bytes, verified against its sha256, or null when no copy exists. */
   readBlob(sha256: string): Promise<Buffer | null>
+  /** The sha256 of every blob some id points at (the start-up and periodic sweep keep only these). */
+  referencedBlobs(): Promise<Set<string>>
   /** A counter that changes whenever any record changes (for the safety re-check). */
   epoch(): Promise<number>
   /** `changed(id)` on every change, from this replica or another; `resync()` when notices may have been missed. */

@@ -22,6 +22,7 @@ import { newRecord, seedFromFolder, type SeedLogger } from './folder-seed.js'
 import type { Principal } from '../../auth/api-keys.js'
 import { canSee, modifiableOrRefused, visibleOrMissing } from './prefix-access.js'
 import type { PrefixIndex, PrefixRecord, ResolvedPrefix, Visibility } from './prefix-record.js'
+import { sweepAndLog, type SweepResult } from './store-sweep.js'
 import { assertWithinQuota, type TenantQuota } from './tenant-quota.js'
 import { parseUpload, toStoredBlob, type UploadedFile } from './upload-conversion.js'
 
@@ -37,6 +38,8 @@ export interface PrefixStoreOptions {
   maxFileBytes: number
   recheckMs: number
   log: SeedLogger & { debug(obj: object, msg: string): void }
+  /** The index's own folder (PREFIX_DIR/.store): swept of what killed writes left. */
+  storeDir?: string
 }
 
 export interface Upload {
@@ -45,6 +48,11 @@ export interface Upload {
   /** Default: private for a new prefix, unchanged for a replacement. */
   visibility?: Visibility
 }
+
+/** How old a temporary file or unreferenced blob must be before a sweep takes it (a write may be in progress). */
+const SWEEP_GRACE_MS = 60_000
+/** How often the store folder is swept after start-up. */
+const SWEEP_EVERY_MS = 10 * 60_000
 
 function resolved(record: PrefixRecord): ResolvedPrefix {
   return { id: record.id, key: record.sha256, numVirtualTokens: record.num_virtual_tokens }
@@ -66,6 +74,7 @@ export class PrefixStore {
   private generation = 0
   private lastEpoch = -1
   private timer: NodeJS.Timeout | undefined
+  private sweepTimer: NodeJS.Timeout | undefined
 
   private constructor(private readonly opts: PrefixStoreOptions) {
     this.cache = new EnginePrefixCache(opts.sink, opts.cacheBytes)
@@ -90,7 +99,17 @@ export class PrefixStore {
     store.lastEpoch = await opts.index.epoch()
     store.timer = setInterval(() => void store.recheck(), opts.recheckMs)
     store.timer.unref()
+    // At start-up an embedded store is this process's alone: whatever a write
+    // left is from a process that died. Other replicas may share a disk: wait.
+    await store.sweep(opts.index.kind === 'embedded' ? 0 : SWEEP_GRACE_MS)
+    store.sweepTimer = setInterval(() => void store.sweep(SWEEP_GRACE_MS), SWEEP_EVERY_MS)
+    store.sweepTimer.unref()
     return store
+  }
+
+  /** Removes temporary files and unreferenced blobs older than `graceMs`, and logs what went. */
+  sweep(graceMs: number): Promise<SweepResult | null> {
+    return this.opts.storeDir === undefined ? Promise.resolve(null) : sweepAndLog(this.opts.storeDir, this.opts.index, graceMs, this.opts.log)
   }
 
   get kind(): PrefixIndex['kind'] {
@@ -281,6 +300,7 @@ export class PrefixStore {
 
   async close(): Promise<void> {
     clearInterval(this.timer)
+    clearInterval(this.sweepTimer)
     this.cache.close()
     await this.opts.index.close()
   }

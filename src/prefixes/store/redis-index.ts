@@ -144,6 +144,10 @@ export class RedisIndex implements PrefixIndex {
     return this.call(() => this.client.zcard(this.keys[1]))
   }
 
+  async referencedBlobs(): Promise<Set<string>> {
+    return new Set(await this.call(() => this.client.hkeys(this.keys[2])))
+  }
+
   async epoch(): Promise<number> {
     const text = await this.call(() => this.client.get(this.keys[4]))
     return text === null ? 0 : Number(text)
