@@ -219,9 +219,12 @@ export class PrefixStore {
   async resolve(id: string, principal: Principal): Promise<ResolvedPrefix> {
     if (!isValidPrefixId(id)) throw new PrefixNotFoundError(id)
     const known = this.current.get(id)
-    if (known !== undefined && this.cache.touch(known.sha256)) {
+    // Ownership first: a prefix the caller may not see takes the same path as
+    // a missing id (one index read, then "not found"), so answering fast from
+    // the cache cannot tell a tenant that another one's private prefix exists.
+    if (known !== undefined && canSee(principal, known) && this.cache.touch(known.sha256)) {
       this.onCacheEvent('hit')
-      return resolved(visibleOrMissing(principal, id, known))
+      return resolved(known)
     }
     const generation = this.generation
     const record = await this.opts.index.get(id)
