@@ -42,7 +42,7 @@ for (const backend of ['redis', 'embedded'] as const) {
         () => null,
         (e: { code?: string; message?: string }) => e,
       )
-      return { reads, code: err?.code, message: err?.message.replace(id, '<id>') }
+      return { reads, code: err?.code, message: err?.message?.replace(id, '<id>') }
     }
     const owner = await attempt('secret', alice)
     t.same(owner, { reads: 0, code: undefined, message: undefined }, 'its owner is served from the cache')
