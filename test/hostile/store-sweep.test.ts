@@ -42,7 +42,7 @@ t.test('start-up removes temporary files and orphan blobs, keeps real ones, and 
   for (const p of planted.slice(1)) writeFileSync(join(store, p), 'partial')
 
   const warnings: Array<{ obj: object; msg: string }> = []
-  const log = { warn: (obj: object, msg: string) => warnings.push({ obj, msg }), info: () => {}, debug: () => {} }
+  const log = { warn: (obj: object, msg: string) => warnings.push({ obj, msg }), info: () => {}, debug: () => {}, error: () => {} }
   const sink = { putPrefix: () => {}, dropPrefix: () => {} }
   const reopened = await openPrefixStore(loadConfig({}, { PREFIX_DIR: prefixDir }), spec, sink, log)
   t.teardown(() => reopened.close())

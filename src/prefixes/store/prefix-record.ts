@@ -81,6 +81,12 @@ export interface PrefixIndex {
   remove(id: string): Promise<PrefixRecord | null>
   /** The blob's bytes, verified against its sha256, or null when no copy exists. */
   readBlob(sha256: string): Promise<Buffer | null>
+  /**
+   * False when the index lost its data since it was opened or last checked
+   * (Redis came back empty, or was flushed): a marker key written at open is
+   * gone. The marker is then written again, so a loss is reported once.
+   */
+  checkIntact(): Promise<boolean>
   /** The sha256 of every blob some id points at (the start-up and periodic sweep keep only these). */
   referencedBlobs(): Promise<Set<string>>
   /** A counter that changes whenever any record changes (for the safety re-check). */

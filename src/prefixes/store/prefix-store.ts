@@ -22,6 +22,7 @@ import { newRecord, seedFromFolder, type SeedLogger } from './folder-seed.js'
 import type { Principal } from '../../auth/api-keys.js'
 import { canSee, modifiableOrRefused, visibleOrMissing } from './prefix-access.js'
 import type { PrefixIndex, PrefixRecord, ResolvedPrefix, Visibility } from './prefix-record.js'
+import { DataLossAlarm, NOT_READY_PERIODS, recoverLostIndex } from './index-data-loss.js'
 import { sweepAndLog, type SweepResult } from './store-sweep.js'
 import { assertWithinQuota, type TenantQuota } from './tenant-quota.js'
 import { parseUpload, toStoredBlob, type UploadedFile } from './upload-conversion.js'
@@ -37,7 +38,7 @@ export interface PrefixStoreOptions {
   cacheBytes: number
   maxFileBytes: number
   recheckMs: number
-  log: SeedLogger & { debug(obj: object, msg: string): void }
+  log: SeedLogger & { debug(obj: object, msg: string): void; error(obj: object, msg: string): void }
   /** The index's own folder (PREFIX_DIR/.store): swept of what killed writes left. */
   storeDir?: string
 }
@@ -75,8 +76,10 @@ export class PrefixStore {
   private lastEpoch = -1
   private timer: NodeJS.Timeout | undefined
   private sweepTimer: NodeJS.Timeout | undefined
+  private readonly dataLoss: DataLossAlarm
 
   private constructor(private readonly opts: PrefixStoreOptions) {
+    this.dataLoss = new DataLossAlarm(NOT_READY_PERIODS * opts.recheckMs)
     this.cache = new EnginePrefixCache(opts.sink, opts.cacheBytes)
     this.cache.onEvict = (sha) => {
       this.onCacheEvent('eviction')
@@ -120,6 +123,15 @@ export class PrefixStore {
   get reachable(): boolean {
     return this.opts.index.reachable()
   }
+
+  /** Why the store cannot serve right now (Redis unreachable or stalled, its data just lost); null when it can. */
+  notReadyReason(): string | null {
+    if (!this.reachable) return 'the prefix index (Redis) is unreachable or not answering'
+    return this.dataLoss.reason()
+  }
+
+  /** Told once per data loss of the index (for metrics). */
+  onDataLoss: () => void = () => undefined
 
   /** Told about every cache hit, miss and eviction (for metrics). */
   onCacheEvent: (event: 'hit' | 'miss' | 'eviction') => void = () => undefined
@@ -287,6 +299,20 @@ export class PrefixStore {
   /** The safety net under pub/sub: when the index's change counter moved, re-read every remembered id. */
   async recheck(): Promise<void> {
     try {
+      if (!(await this.opts.index.checkIntact())) {
+        await recoverLostIndex({
+          alarm: this.dataLoss,
+          log: this.opts.log,
+          forgetAll: () => [...this.current.keys()].forEach((id) => this.invalidate(id)),
+          reseed: async () => {
+            const seeded = await seedFromFolder(this.opts.prefixDir, this.opts)
+            this.skipped = seeded.skipped
+            return seeded.imported.length
+          },
+          onLoss: () => this.onDataLoss(),
+        })
+        this.lastEpoch = -1
+      }
       const epoch = await this.opts.index.epoch()
       if (epoch === this.lastEpoch) return
       const ids = [...this.current.keys()]
