@@ -23,6 +23,7 @@ import type { Principal } from '../../auth/api-keys.js'
 import { canSee, modifiableOrRefused, visibleOrMissing } from './prefix-access.js'
 import type { PrefixIndex, PrefixRecord, ResolvedPrefix, Visibility } from './prefix-record.js'
 import { DataLossAlarm, NOT_READY_PERIODS, recoverLostIndex } from './index-data-loss.js'
+import { ServedVersions } from './served-versions.js'
 import { sweepAndLog, type SweepResult } from './store-sweep.js'
 import { assertWithinQuota, type TenantQuota } from './tenant-quota.js'
 import { parseUpload, toStoredBlob, type UploadedFile } from './upload-conversion.js'
@@ -60,14 +61,8 @@ function resolved(record: PrefixRecord): ResolvedPrefix {
 }
 
 export class PrefixStore {
-  /**
-   * id → the version this replica serves for it. Only ids whose floats the
-   * engine holds are remembered (an eviction forgets them), so this map is
-   * bounded by the cache budget too, however many prefixes the index has.
-   */
-  private readonly current = new Map<string, PrefixRecord>()
-  /** sha256 → the remembered ids pointing at it. */
-  private readonly idsBySha = new Map<string, Set<string>>()
+  /** id → the version this replica serves (only ids whose floats the engine holds). */
+  private readonly current = new ServedVersions()
   private readonly loading = new Map<string, Promise<void>>()
   private readonly cache: EnginePrefixCache
   private skipped = new Map<string, Error>()
@@ -83,8 +78,7 @@ export class PrefixStore {
     this.cache = new EnginePrefixCache(opts.sink, opts.cacheBytes)
     this.cache.onEvict = (sha) => {
       this.onCacheEvent('eviction')
-      for (const id of this.idsBySha.get(sha) ?? []) this.current.delete(id)
-      this.idsBySha.delete(sha)
+      this.current.forgetBlob(sha)
     }
   }
 
@@ -187,7 +181,7 @@ export class PrefixStore {
     this.invalidate(id)
     // The uploading replica has the floats already: hand them to the engine now.
     this.cache.admit(outcome.record.sha256, loaded.prefix)
-    this.remember(outcome.record)
+    this.current.remember(outcome.record)
     return outcome.record
   }
 
@@ -244,29 +238,8 @@ export class PrefixStore {
     visibleOrMissing(principal, id, record)
     await this.materialize(record)
     // A read that raced a change is used once but not remembered.
-    if (generation === this.generation) this.remember(record)
+    if (generation === this.generation) this.current.remember(record)
     return resolved(record)
-  }
-
-  /** Remembers the id's version; its floats must be in the cache (an eviction forgets it again). */
-  private remember(record: PrefixRecord): void {
-    this.forget(record.id)
-    this.current.set(record.id, record)
-    let ids = this.idsBySha.get(record.sha256)
-    if (ids === undefined) this.idsBySha.set(record.sha256, (ids = new Set()))
-    ids.add(record.id)
-  }
-
-  /** Forgets the id; returns the sha256 it pointed at if no other remembered id does. */
-  private forget(id: string): string | null {
-    const old = this.current.get(id)
-    if (old === undefined) return null
-    this.current.delete(id)
-    const ids = this.idsBySha.get(old.sha256)
-    ids?.delete(id)
-    if (ids && ids.size > 0) return null
-    this.idsBySha.delete(old.sha256)
-    return old.sha256
   }
 
   private async materialize(record: PrefixRecord): Promise<void> {
@@ -292,30 +265,39 @@ export class PrefixStore {
   /** Forgets the id's version; its floats go too unless another id shares them. */
   private invalidate(id: string): void {
     this.generation++
-    const orphan = this.forget(id)
+    const orphan = this.current.forget(id)
     if (orphan !== null) this.cache.delete(orphan)
+  }
+
+  /** One integrity check at a time: two overlapping ones would both see a lost marker and count one loss twice. */
+  private integrity: Promise<void> | null = null
+
+  private checkIntegrity(): Promise<void> {
+    this.integrity ??= (async () => {
+      if (await this.opts.index.checkIntact()) return
+      await recoverLostIndex({
+        alarm: this.dataLoss,
+        log: this.opts.log,
+        forgetAll: () => this.current.ids().forEach((id) => this.invalidate(id)),
+        reseed: async () => {
+          const seeded = await seedFromFolder(this.opts.prefixDir, this.opts)
+          this.skipped = seeded.skipped
+          return seeded.imported.length
+        },
+        onLoss: () => this.onDataLoss(),
+      })
+      this.lastEpoch = -1
+    })().finally(() => (this.integrity = null))
+    return this.integrity
   }
 
   /** The safety net under pub/sub: when the index's change counter moved, re-read every remembered id. */
   async recheck(): Promise<void> {
     try {
-      if (!(await this.opts.index.checkIntact())) {
-        await recoverLostIndex({
-          alarm: this.dataLoss,
-          log: this.opts.log,
-          forgetAll: () => [...this.current.keys()].forEach((id) => this.invalidate(id)),
-          reseed: async () => {
-            const seeded = await seedFromFolder(this.opts.prefixDir, this.opts)
-            this.skipped = seeded.skipped
-            return seeded.imported.length
-          },
-          onLoss: () => this.onDataLoss(),
-        })
-        this.lastEpoch = -1
-      }
+      await this.checkIntegrity()
       const epoch = await this.opts.index.epoch()
       if (epoch === this.lastEpoch) return
-      const ids = [...this.current.keys()]
+      const ids = this.current.ids()
       const records = await this.opts.index.getMany(ids)
       ids.forEach((id, i) => {
         const known = this.current.get(id)
