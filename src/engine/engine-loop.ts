@@ -141,7 +141,7 @@ export class EngineLoop {
     const out = await this.runGuarded(rows, () => this.forward.run(feed))
     if (!out) return
     this.state = advance(this.state, out.presentKeys, out.presentValues, feed.attentionMask)
-    rows.forEach((g, r) => this.stepRow(g, out.logits, r * this.vocabSize, events))
+    rows.forEach((g, r) => this.stepRow(g, () => g.step(out.logits, r * this.vocabSize), events))
   }
 
   /** The prefill pass of newly admitted rows; each samples its first token. */
@@ -151,7 +151,7 @@ export class EngineLoop {
     const out = await this.runGuarded(admitted, () => this.forward.run(feed))
     if (!out) return null
     // Prompts are left-padded, so every row's last prompt token is the last column.
-    admitted.forEach((g, r) => this.stepRow(g, out.logits, ((r + 1) * feed.seqLen - 1) * this.vocabSize, events, admittedAt))
+    admitted.forEach((g, r) => this.stepRow(g, () => g.prefillStep(out.logits, r * feed.seqLen * this.vocabSize, feed.seqLen), events, admittedAt))
     return { ...state, keys: out.presentKeys, values: out.presentValues }
   }
 
@@ -160,10 +160,10 @@ export class EngineLoop {
    * prefix with huge values overflows the model) ends that request alone; the
    * other rows of the batch carry on, and the row leaves at the next re-pack.
    */
-  private stepRow(g: Generation, logits: Float32Array, offset: number, events: TokenEvent[], admittedAt?: number): void {
+  private stepRow(g: Generation, sample: () => TokenEvent, events: TokenEvent[], admittedAt?: number): void {
     let event: TokenEvent
     try {
-      event = g.step(logits, offset)
+      event = sample()
     } catch (err) {
       this.cancel(g.id)
       this.sink.failed(g.id, rowFailure(g, err))

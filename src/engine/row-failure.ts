@@ -10,8 +10,8 @@ import { NonFiniteLogitsError } from './sampling/sampler.js'
 
 export const NON_FINITE_PREFIX_MESSAGE = "the prefix makes the model's output non-finite"
 
-export function rowFailure(g: Pick<Generation, 'prefixes'>, err: unknown): FlatError {
-  if (err instanceof NonFiniteLogitsError && g.prefixes.length > 0) return flatError('PREFIXD_INVALID_PREFIX', NON_FINITE_PREFIX_MESSAGE)
+export function rowFailure(g: Pick<Generation, 'adapters'>, err: unknown): FlatError {
+  if (err instanceof NonFiniteLogitsError && g.adapters.length > 0) return flatError('PREFIXD_INVALID_PREFIX', NON_FINITE_PREFIX_MESSAGE)
   // The base model itself broke, or a bug: an internal error, whose message never reaches the client.
   return flattenError(err)
 }

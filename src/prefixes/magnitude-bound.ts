@@ -14,24 +14,32 @@
  * engine still guards each row at run time (engine-loop's stepRow): a prefix
  * that passes this bound and still overflows fails its own requests only.
  */
+import type { AdapterContribution } from '../domain/adapter-contribution.js'
 import { InvalidPrefixError } from '../errors.js'
-import type { PrefixKV } from '../domain/prefix-kv.js'
 
 export const MAX_PREFIX_ABS_VALUE = 65504
 
-/** Throws InvalidPrefixError naming the first key or value beyond ±MAX_PREFIX_ABS_VALUE. */
-export function assertServableMagnitude(prefix: Pick<PrefixKV, 'keys' | 'values'>, prefixId: string): void {
-  for (const [kind, layers] of [['keys', prefix.keys], ['values', prefix.values]] as const) {
-    layers.forEach((layer, i) => {
-      for (let j = 0; j < layer.length; j++) {
-        const x = layer[j]
-        if (x > MAX_PREFIX_ABS_VALUE || x < -MAX_PREFIX_ABS_VALUE) {
-          throw new InvalidPrefixError(
-            `prefix '${prefixId}' cannot be served: ${kind}[${i}] holds ${x} at flat index ${j}; ` +
-              `every key and value must lie within ±${MAX_PREFIX_ABS_VALUE} (the largest float16), beyond it the model's output is not finite`,
-          )
-        }
+/** The float tensors of a contribution, named as error messages name them. */
+function tensorsOf(c: AdapterContribution): Array<[string, Float32Array]> {
+  switch (c.kind) {
+    case 'past_kv':
+      return [...c.prefix.keys.map((k, i): [string, Float32Array] => [`keys[${i}]`, k]), ...c.prefix.values.map((v, i): [string, Float32Array] => [`values[${i}]`, v])]
+    case 'input_embeds':
+      return [['embeddings', c.embeds.values]]
+  }
+}
+
+/** Throws InvalidPrefixError naming the first value beyond ±MAX_PREFIX_ABS_VALUE (keys, values, or virtual-token embeddings). */
+export function assertServableMagnitude(contribution: AdapterContribution, prefixId: string): void {
+  for (const [name, values] of tensorsOf(contribution)) {
+    for (let j = 0; j < values.length; j++) {
+      const x = values[j]
+      if (x > MAX_PREFIX_ABS_VALUE || x < -MAX_PREFIX_ABS_VALUE) {
+        throw new InvalidPrefixError(
+          `prefix '${prefixId}' cannot be served: ${name} holds ${x} at flat index ${j}; ` +
+            `every value must lie within ±${MAX_PREFIX_ABS_VALUE} (the largest float16), beyond it the model's output is not finite`,
+        )
       }
-    })
+    }
   }
 }

@@ -89,7 +89,7 @@ t.test('a poisoned prefix fails its own requests; a stream beside it keeps its e
   const { key } = await app.prefixStore.resolve('victim', { tenant: 'anonymous', role: 'admin' })
   const perLayer = spec.numKvHeads * 3 * spec.headDim
   const poison = () => Array.from({ length: spec.numLayers }, () => new Float32Array(perLayer).fill(3e38))
-  app.engine.putPrefix(key, { numVirtualTokens: 3, numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, keys: poison(), values: poison() })
+  app.engine.putAdapter(key, { kind: 'past_kv', prefix: { numVirtualTokens: 3, numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, keys: poison(), values: poison() } })
 
   const streamBody = JSON.stringify({ inputs: 'Once upon', parameters: { prefix_id: 'healthy', max_new_tokens: 200 } })
   const streamTokens = async () => {

@@ -50,8 +50,8 @@ const engine = await EngineClient.start({
 t.teardown(() => engine.close())
 const shape = { numLayers: engine.spec.numLayers, numKvHeads: engine.spec.numKvHeads, headDim: engine.spec.headDim }
 const perLayer = shape.numKvHeads * 4 * shape.headDim
-engine.putPrefix('good', prefixOf(shape, 4, (seed) => seededFloats(perLayer, seed)))
-engine.putPrefix('poison', prefixOf(shape, 4, () => new Float32Array(perLayer).fill(3e38)))
+engine.putAdapter('good', { kind: 'past_kv', prefix: prefixOf(shape, 4, (seed) => seededFloats(perLayer, seed)) })
+engine.putAdapter('poison', { kind: 'past_kv', prefix: prefixOf(shape, 4, () => new Float32Array(perLayer).fill(3e38)) })
 
 const healthy: Array<[number[], string[]]> = [
   [[1, 5, 9, 13], []],
@@ -92,12 +92,13 @@ t.test('a poisoned row fails alone; the healthy rows of its batch keep their exa
 })
 
 t.test('uploads refuse a prefix whose values cannot be served', async (t) => {
+  const model = { spec: engine.spec, accepts: engine.accepts }
   const adapter = (fill: number) => {
     const a = buildPeftAdapter({ layers: shape.numLayers, kvHeads: shape.numKvHeads, headDim: shape.headDim, P: 2 })
     const e = buildPeftAdapter({ layers: shape.numLayers, kvHeads: shape.numKvHeads, headDim: shape.headDim, P: 2, embeddings: a.embeddings.map((x, i) => (i === 5 ? fill : x)) })
     return parseUpload([{ filename: 'adapter_config.json', data: Buffer.from(e.configJson) }, { filename: 'adapter_model.safetensors', data: e.safetensors }], 1 << 20)
   }
-  t.throws(() => toStoredBlob(adapter(3e38), engine.spec, 'huge'), { code: 'PREFIXD_INVALID_PREFIX', message: /cannot be served: keys\[0\] holds 3\.0000000\d*e\+38 at flat index 5; every key and value must lie within ±65504/ })
-  t.throws(() => toStoredBlob(adapter(-MAX_PREFIX_ABS_VALUE * 2), engine.spec, 'neg'), { code: 'PREFIXD_INVALID_PREFIX' }, 'negative values too')
-  t.doesNotThrow(() => toStoredBlob(adapter(MAX_PREFIX_ABS_VALUE), engine.spec, 'edge'), 'the bound itself is accepted')
+  t.throws(() => toStoredBlob(adapter(3e38), model, 'huge'), { code: 'PREFIXD_INVALID_PREFIX', message: /cannot be served: keys\[0\] holds 3\.0000000\d*e\+38 at flat index 5; every value must lie within ±65504/ })
+  t.throws(() => toStoredBlob(adapter(-MAX_PREFIX_ABS_VALUE * 2), model, 'neg'), { code: 'PREFIXD_INVALID_PREFIX' }, 'negative values too')
+  t.doesNotThrow(() => toStoredBlob(adapter(MAX_PREFIX_ABS_VALUE), model, 'edge'), 'the bound itself is accepted')
 })

@@ -43,8 +43,8 @@ t.test('start-up removes temporary files and orphan blobs, keeps real ones, and 
 
   const warnings: Array<{ obj: object; msg: string }> = []
   const log = { warn: (obj: object, msg: string) => warnings.push({ obj, msg }), info: () => {}, debug: () => {}, error: () => {} }
-  const sink = { putPrefix: () => {}, dropPrefix: () => {} }
-  const reopened = await openPrefixStore(loadConfig({}, { PREFIX_DIR: prefixDir }), spec, sink, log)
+  const sink = { putAdapter: () => {}, dropAdapter: () => {} }
+  const reopened = await openPrefixStore(loadConfig({}, { PREFIX_DIR: prefixDir }), { spec, accepts: app.engine.accepts }, sink, log)
   t.teardown(() => reopened.close())
   for (const p of planted) t.notOk(existsSync(join(store, p)), `${p} removed`)
   t.same(readdirSync(join(store, 'blobs')), kept, "the real prefix's blob stays")

@@ -5,7 +5,7 @@
  * malformed.test.ts.
  */
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import t from 'tap'
 import type { ModelSpec } from '../../src/domain/model-spec.js'
 import { PrefixShapeMismatchError } from '../../src/errors.js'
@@ -17,11 +17,11 @@ import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
 import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { parseSafetensors, serializeSafetensors } from '../../src/prefixes/safetensors.js'
 import { assertPrefixFitsModel, assertVirtualTokensFit, prefixShapeMismatches } from '../../src/prefixes/shape-check.js'
+import { storiesPrefixesDir } from '../helpers/shared-data.js'
 import { buildNativeFile, buildPeftAdapter, encodeFloats, floatToBF16Bits, floatToHalfBits } from '../helpers/prefix-fixtures.js'
 
-const SHARED = new URL('../../../shared/prefixes/stories260K/', import.meta.url)
-const folder = (id: string) => fileURLToPath(new URL(`${id}/`, SHARED))
-const readShared = (id: string, file: string) => readFileSync(new URL(`${id}/${file}`, SHARED))
+const folder = (id: string) => join(storiesPrefixesDir, id)
+const readShared = (id: string, file: string) => readFileSync(join(storiesPrefixesDir, id, file))
 
 /** stories260K: 5 layers, 8 query heads, 4 key/value heads of size 8 (from its README). */
 const stories260K: ModelSpec = {
@@ -90,7 +90,7 @@ for (const [id, P] of [['dog-max', 8], ['robot-benny', 16]] as const) {
     const loaded = await loadPrefixFolder(folder(id), { maxFileBytes: 1 << 20 })
     t.equal(loaded.format, 'peft')
     t.equal(loaded.dtype, 'F32')
-    t.same(loaded.prefix, prefix, 'the folder loader reads the same prefix')
+    t.same(loaded.contribution, { kind: 'past_kv', prefix }, 'the folder loader reads the same prefix')
   })
 }
 
@@ -226,7 +226,7 @@ t.test('native folder and prefix ids', async (t) => {
   const loaded = await loadPrefixFolder(dir, { maxFileBytes: 1 << 20 })
   t.equal(loaded.format, 'native')
   t.equal(loaded.modelFingerprint, 'fp')
-  t.same(loaded.prefix, prefix)
+  t.same(loaded.contribution, { kind: 'past_kv', prefix })
 
   for (const id of ['dog-max', 'a', 'A.b_c-9', '...', 'x'.repeat(128)]) t.ok(isValidPrefixId(id), `valid: ${id}`)
   for (const id of ['', '.', '..', 'x'.repeat(129), 'a/b', '../x', 'a b', 'caf\u00e9', 'a\0', 5, undefined]) {

@@ -8,18 +8,18 @@ import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { Worker } from 'node:worker_threads'
-import { startApp } from '../helpers/app.js'
+import { scratchPrefixDir, startApp, type TestLike } from '../helpers/app.js'
 import { generatedModel } from '../helpers/tiny-model.js'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const tsLoader = fileURLToPath(new URL('../../node_modules/@tapjs/typescript/dist/esm/import.mjs', import.meta.url))
 const modelDir = await generatedModel('llama')
 
-function runNode(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
+function runNode(t: TestLike, args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', tsLoader, ...args], {
       cwd: root,
-      env: { ...process.env, LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: '0', ...env },
+      env: { ...process.env, LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: '0', PREFIX_DIR: scratchPrefixDir(t), ...env },
     })
     let out = ''
     child.stdout.on('data', (d) => (out += d))
@@ -33,22 +33,22 @@ function runNode(args: string[], env: Record<string, string>): Promise<{ code: n
 }
 
 t.test('a bad configuration value stops the start and names the variable', async (t) => {
-  const r = await runNode(['src/cli.ts', 'serve'], { MODEL_DIR: modelDir, MAX_BATCH_SIZE: 'lots' })
+  const r = await runNode(t, ['src/cli.ts', 'serve'], { MODEL_DIR: modelDir, MAX_BATCH_SIZE: 'lots' })
   t.not(r.code, 0)
   t.match(r.out, /MAX_BATCH_SIZE must be integer/)
-  const p = await runNode(['src/cli.ts', 'serve'], { MODEL_DIR: modelDir, EXECUTION_PROVIDER: 'tpu' })
+  const p = await runNode(t, ['src/cli.ts', 'serve'], { MODEL_DIR: modelDir, EXECUTION_PROVIDER: 'tpu' })
   t.not(p.code, 0)
   t.match(p.out, /EXECUTION_PROVIDER must be one of cpu, cuda/)
 })
 
 t.test('a model folder that is not a model is refused with a clear message', async (t) => {
-  const r = await runNode(['src/cli.ts', 'serve'], { MODEL_DIR: root })
+  const r = await runNode(t, ['src/cli.ts', 'serve'], { MODEL_DIR: root })
   t.not(r.code, 0)
   t.match(r.out, /config\.json/)
 })
 
 t.test('when the engine worker dies, the process exits non-zero by itself', async (t) => {
-  const r = await runNode(['test/fixtures/serve-then-kill-engine.ts'], { MODEL_DIR: modelDir })
+  const r = await runNode(t, ['test/fixtures/serve-then-kill-engine.ts'], { MODEL_DIR: modelDir })
   t.match(r.out, /listening/)
   t.equal(r.code, 1)
 })
@@ -73,7 +73,7 @@ t.test('a port already in use: one line, exit 1, the engine worker stopped', asy
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
   t.teardown(() => taken.close())
   const port = (taken.address() as { port: number }).port
-  const r = await runNode(['src/cli.ts', 'serve'], { MODEL_DIR: modelDir, PORT: String(port) })
+  const r = await runNode(t, ['src/cli.ts', 'serve'], { MODEL_DIR: modelDir, PORT: String(port) })
   t.equal(r.code, 1, 'exits 1 (a process that stays alive is killed after 60 s: code null)')
   t.match(r.out, new RegExp(`^prefixd: cannot listen on 127\\.0\\.0\\.1:${port}: the address is already in use \\(EADDRINUSE\\)`, 'm'))
 })

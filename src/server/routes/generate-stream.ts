@@ -7,9 +7,10 @@
  * cancels its request, and the engine frees its slot at the next step.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { publicError } from '../error-handler.js'
 import { errorResponses } from '../schemas/common.js'
-import { GenerateBody } from '../schemas/generate.js'
+import { GenerateBody, type GenerateBodyT } from '../schemas/generate.js'
 import { clientGone } from '../client-gone.js'
 import { EventStream } from '../sse.js'
 
@@ -23,41 +24,44 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { ...errorResponses },
       },
     },
-    async (request, reply) => {
-      const service = app.generation
-      const gone = clientGone(reply.raw)
-      const prepared = await service.prepare(request.body, request.principal, gone)
-      const prefixIds = prepared.prefixes.map((p) => p.id)
-      const stream = new EventStream(reply, { 'x-prefix-id': prefixIds.join(','), 'x-prompt-tokens': String(prepared.promptIds.length) })
-      let index = 0
-      try {
-        await service.run(prepared, gone, request.log, (e) => {
-          index++
-          const last = e.finish
-          stream.send({
-            index,
-            token: e.token,
-            generated_text: last ? (prepared.returnFullText ? request.body.inputs : '') + last.generatedText : null,
-            details: last
-              ? {
-                  finish_reason: last.reason,
-                  generated_tokens: index,
-                  seed: prepared.params.doSample ? prepared.params.seed : null,
-                  prefix_id: prefixIds.length > 0 ? prefixIds : null,
-                }
-              : null,
-          })
-        })
-      } catch (err) {
-        // Nothing sent yet: the error handler answers with the error's own status.
-        if (!stream.started) throw err
-        const e = err as { code?: string; statusCode?: number; message?: string }
-        if (e.code !== 'PREFIXD_CANCELLED') {
-          const shown = publicError(e, request.log)
-          stream.send({ error: shown.message, error_type: shown.errorType })
-        }
-      }
-      stream.end()
-    },
+    async (request, reply) => streamGenerate(app, request, reply, request.body),
   )
+}
+
+/** TGI's event stream for one request. Shared with POST /, which streams the same when the body says `stream: true`. */
+export async function streamGenerate(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, body: GenerateBodyT): Promise<void> {
+  const service = app.generation
+  const gone = clientGone(reply.raw)
+  const prepared = await service.prepare(body, request.principal, gone)
+  const prefixIds = prepared.prefixes.map((p) => p.id)
+  const stream = new EventStream(reply, { 'x-prefix-id': prefixIds.join(','), 'x-prompt-tokens': String(prepared.promptIds.length) })
+  let index = 0
+  try {
+    await service.run(prepared, gone, request.log, (e) => {
+      index++
+      const last = e.finish
+      stream.send({
+        index,
+        token: e.token,
+        generated_text: last ? (prepared.returnFullText ? body.inputs : '') + last.generatedText : null,
+        details: last
+          ? {
+              finish_reason: last.reason,
+              generated_tokens: index,
+              seed: prepared.params.doSample ? prepared.params.seed : null,
+              prefix_id: prefixIds.length > 0 ? prefixIds : null,
+            }
+          : null,
+      })
+    })
+  } catch (err) {
+    // Nothing sent yet: the error handler answers with the error's own status.
+    if (!stream.started) throw err
+    const e = err as { code?: string; statusCode?: number; message?: string }
+    if (e.code !== 'PREFIXD_CANCELLED') {
+      const shown = publicError(e, request.log)
+      stream.send({ error: shown.message, error_type: shown.errorType })
+    }
+  }
+  stream.end()
 }
