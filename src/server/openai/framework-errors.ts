@@ -5,10 +5,10 @@
  * object under /v1, instead of Fastify's own {error, code, message, statusCode}.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { PREFIX_ID_MAX_CHARS } from '../domain/prefix-id.js'
-import { UriTooLongError, ValidationError } from '../errors.js'
-import { errorHandler } from './error-handler.js'
-import { openAIErrorHandler } from './openai/errors.js'
+import { PREFIX_ID_MAX_CHARS } from '../../domain/prefix-id.js'
+import { UriTooLongError, ValidationError } from '../../errors.js'
+import { errorHandler } from '../error-handler.js'
+import { openAIErrorHandler } from './errors.js'
 
 /**
  * The router's limit on one path parameter: every valid id fits, even with
