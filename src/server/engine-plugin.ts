@@ -43,6 +43,10 @@ export const enginePlugin = fp<EnginePluginOptions>(
       deathReason = reason
       app.log.fatal({ reason }, 'engine worker died')
     })
+    if (!engine.spec.batchInvariant) {
+      const why = engine.spec.quantization ? `it is ${engine.spec.quantization} quantized` : 'its graph handles padded rows in a way prefixd does not recognize'
+      app.log.warn({ modelType: engine.spec.modelType }, `the model is not batch-invariant (${why}): a request's tokens may depend on what shares its batch`)
+    }
     const tokenizer = await TextTokenizer.load(modelDir, engine.spec.bosTokenId)
     const encoder = await OffThreadEncoder.start(resolve(modelDir), engine.spec.bosTokenId, tokenizer, (reason) =>
       app.log.error({ reason }, 'tokenizer worker died: long prompts are now tokenized on the HTTP thread'),
