@@ -13,7 +13,7 @@ import { create, fromBinary } from '@bufbuild/protobuf'
 import * as ort from 'onnxruntime-node'
 import { ModelProtoSchema, NodeProtoSchema, TensorProto_DataType, type ModelProto } from 'onnx-buf'
 import t from 'tap'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { deriveModel } from '../../src/engine/graph/derive-model.js'
 import { findTokenEmbedding, inputsEmbedsRewrite } from '../../src/engine/graph/inputs-embeds-rewrite.js'
 import { readModelProto } from '../../src/engine/graph/model-proto.js'
@@ -22,10 +22,10 @@ import { readModelSpec } from '../../src/engine/model-config.js'
 import type { ModelSpec } from '../../src/domain/model-spec.js'
 import { findModelFile } from '../../src/engine/onnx-session.js'
 import { mulberry32 } from '../../src/models/generate/prng.js'
-import { storiesModelDir } from '../helpers/shared-data.js'
+import { sharedDir, storiesModelDir } from '../helpers/shared-data.js'
 import { generatedModel } from '../helpers/tiny-model.js'
 
-const zoo = (family: string) => fileURLToPath(new URL(`../fixtures/zoo/${family}/model/`, import.meta.url))
+const zoo = (family: string) => join(sharedDir, 'zoo', family, 'model')
 const MODELS = [
   { name: 'stories260K (llama)', dir: storiesModelDir },
   { name: 'generated llama', dir: await generatedModel('llama') },
