@@ -31,8 +31,8 @@ export interface SessionOptions {
   intraOpThreads: number
 }
 
-export async function createSession(modelDir: string, opts: SessionOptions): Promise<ort.InferenceSession> {
-  const file = await findModelFile(modelDir)
+/** ONNX Runtime options for every session the engine opens. */
+export function sessionOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: opts.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
     graphOptimizationLevel: 'all',
@@ -40,6 +40,12 @@ export async function createSession(modelDir: string, opts: SessionOptions): Pro
     interOpNumThreads: 1,
   }
   if (opts.intraOpThreads > 0) options.intraOpNumThreads = opts.intraOpThreads
+  return options
+}
+
+export async function createSession(modelDir: string, opts: SessionOptions): Promise<ort.InferenceSession> {
+  const file = await findModelFile(modelDir)
+  const options = sessionOptions(opts)
   try {
     const derived = await deriveModel(file, MODEL_REWRITES)
     // Two overloads (path or bytes): call the one that matches.

@@ -8,22 +8,25 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { flattenError, PrefixNotFoundError, ValidationError } from '../errors.js'
 import type { PrefixKV } from '../prefixes/prefix-kv.js'
 import { buildPrefill } from './batch/forward-feed.js'
-import { EngineLoop } from './engine-loop.js'
+import { EngineLoop, type EngineSink } from './engine-loop.js'
 import { ForwardRunner } from './forward-runner.js'
 import { Generation } from './generation.js'
 import { loadModel } from './loaded-model.js'
+import { isEncoderDecoderFolder } from './seq2seq/seq2seq-spec.js'
+import { openSeq2seqEngine } from './seq2seq/seq2seq-engine.js'
+import type { ServingEngine } from './serving-engine.js'
 import { PROTOCOL_VERSION, type EngineOptions, type FromWorker, type SubmitMessage, type ToWorker } from './protocol.js'
 
 const port = parentPort!
 const send = (msg: FromWorker) => port.postMessage(msg)
 const opts = workerData as EngineOptions
 
-async function main(): Promise<void> {
+/** The decoder-only engine: one session, the KV-state step loop. */
+async function openDecoderEngine(sink: EngineSink): Promise<ServingEngine> {
   const model = await loadModel(opts.modelDir, opts)
   const { spec, tokenizer } = model
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
   const runner = new ForwardRunner(model.session, model.signature, shape)
-  const prefixes = new Map<string, PrefixKV>()
   const eos = new Set(spec.eosTokenIds)
   const loop = new EngineLoop(
     runner,
@@ -36,12 +39,28 @@ async function main(): Promise<void> {
       maxWaiting: opts.maxWaiting,
       maxWaitingPerTenant: opts.maxWaitingPerTenant,
     },
-    {
-      tokens: (events, stats) => send({ v: PROTOCOL_VERSION, type: 'tokens', events, stats: { ...stats, prefixesCached: prefixes.size } }),
-      failed: (id, error) => send({ v: PROTOCOL_VERSION, type: 'failed', id, error }),
-      idle: (stats) => send({ v: PROTOCOL_VERSION, type: 'stats', stats: { ...stats, prefixesCached: prefixes.size } }),
-    },
+    sink,
   )
+  return {
+    spec,
+    submit: (msg, prefixes) => loop.submit(new Generation(msg.id, msg.promptIds, prefixes, msg.params, spec.vocabSize, eos, tokenizer)),
+    cancel: (id) => loop.cancel(id),
+    stop: () => loop.stop(),
+    warmUp: async () => {
+      await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], prefixes: [] }]).feed)
+    },
+  }
+}
+
+async function main(): Promise<void> {
+  const prefixes = new Map<string, PrefixKV>()
+  const sink: EngineSink = {
+    tokens: (events, stats) => send({ v: PROTOCOL_VERSION, type: 'tokens', events, stats: { ...stats, prefixesCached: prefixes.size } }),
+    failed: (id, error) => send({ v: PROTOCOL_VERSION, type: 'failed', id, error }),
+    idle: (stats) => send({ v: PROTOCOL_VERSION, type: 'stats', stats: { ...stats, prefixesCached: prefixes.size } }),
+  }
+  // An encoder-decoder folder (config.json is_encoder_decoder) gets its own runner and loop.
+  const engine = (await isEncoderDecoderFolder(opts.modelDir)) ? await openSeq2seqEngine(opts, sink) : await openDecoderEngine(sink)
 
   const submit = (msg: SubmitMessage) => {
     const resolved: PrefixKV[] = []
@@ -54,7 +73,7 @@ async function main(): Promise<void> {
       resolved.push(p)
     }
     try {
-      loop.submit(new Generation(msg.id, msg.promptIds, resolved, msg.params, spec.vocabSize, eos, tokenizer))
+      engine.submit(msg, resolved)
     } catch (err) {
       // The sampler's own range checks: the HTTP layer validates first, so this is a guard.
       send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flattenError(new ValidationError((err as Error).message)) })
@@ -67,7 +86,7 @@ async function main(): Promise<void> {
       case 'submit':
         return submit(msg)
       case 'cancel':
-        return loop.cancel(msg.id)
+        return engine.cancel(msg.id)
       case 'putPrefix':
         prefixes.set(msg.key, msg.prefix)
         return
@@ -76,14 +95,14 @@ async function main(): Promise<void> {
         return
       case 'shutdown':
         // Finish the forward pass in progress, then end the thread cleanly.
-        void loop.stop().then(() => process.exit(0))
+        void engine.stop().then(() => process.exit(0))
         return
     }
   })
   // Warm-up: the first run of a session allocates and plans; pay that before
   // the server says it is ready, not on a user's first request.
-  await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], prefixes: [] }]).feed)
-  send({ v: PROTOCOL_VERSION, type: 'ready', spec, modelFile: opts.modelDir })
+  await engine.warmUp()
+  send({ v: PROTOCOL_VERSION, type: 'ready', spec: engine.spec, modelFile: opts.modelDir })
 }
 
 main().catch((err: unknown) => {

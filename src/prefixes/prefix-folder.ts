@@ -11,6 +11,7 @@ import { basename, join } from 'node:path'
 import { InvalidPrefixError, PayloadTooLargeError, PrefixNotFoundError } from '../errors.js'
 import { NATIVE_FILE, readNativePrefix } from './native-format.js'
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, readPeftAdapter, refusePickledAdapter } from './peft-adapter.js'
+import type { ModelArchitecture } from '../engine/model-spec.js'
 import type { PrefixKV } from './prefix-kv.js'
 
 export interface LoadPrefixOptions {
@@ -27,6 +28,8 @@ export interface LoadedPrefix {
   dtype: string
   /** From a native file's metadata, when it has one. */
   modelFingerprint?: string
+  /** The kind of model the prefix was trained for, when its files say (PEFT's task type). */
+  architecture?: ModelArchitecture
 }
 
 const PREFIX_ID = /^[A-Za-z0-9._-]{1,128}$/
@@ -105,6 +108,6 @@ export async function loadPrefixFolder(dir: string, opts: LoadPrefixOptions): Pr
   }
   const configBytes = await readLimited(dir, PEFT_CONFIG_FILE, opts.maxFileBytes)
   const weights = await readLimited(dir, PEFT_WEIGHTS_FILE, opts.maxFileBytes)
-  const { prefix, dtype } = readPeftAdapter(configBytes, weights, parseOpts)
-  return { prefix, format: 'peft', dtype }
+  const { prefix, dtype, config } = readPeftAdapter(configBytes, weights, parseOpts)
+  return { prefix, format: 'peft', dtype, architecture: config.architecture }
 }

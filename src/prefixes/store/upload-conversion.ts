@@ -5,11 +5,11 @@
  * written. Folder imports at start-up go through the same checks.
  */
 import { InvalidPrefixError, PayloadTooLargeError, PrefixShapeMismatchError } from '../../errors.js'
-import type { ModelSpec } from '../../engine/model-spec.js'
+import { architectureOf, type ModelSpec } from '../../engine/model-spec.js'
 import { NATIVE_FILE, readNativePrefix, writeNativePrefix } from '../native-format.js'
 import { looksLikePickle, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, PICKLE_REFUSAL, readPeftAdapter } from '../peft-adapter.js'
 import type { LoadedPrefix } from '../prefix-folder.js'
-import { assertPrefixFitsModel, assertVirtualTokensFit } from '../shape-check.js'
+import { assertArchitectureFits, assertPrefixFitsModel, assertVirtualTokensFit } from '../shape-check.js'
 import { sha256Hex } from './blob-files.js'
 import { modelFingerprint } from './model-fingerprint.js'
 
@@ -74,13 +74,14 @@ export function parseUpload(files: UploadedFile[], maxFileBytes: number): Loaded
     const [present, missing] = config !== undefined ? [PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE] : [PEFT_WEIGHTS_FILE, PEFT_CONFIG_FILE]
     throw new InvalidPrefixError(`incomplete PEFT adapter: '${present}' is there but '${missing}' is missing`)
   }
-  const { prefix, dtype } = readPeftAdapter(config, weights)
-  return { prefix, format: 'peft', dtype }
+  const { prefix, dtype, config: cfg } = readPeftAdapter(config, weights)
+  return { prefix, format: 'peft', dtype, architecture: cfg.architecture }
 }
 
 /** Checks a parsed prefix against the loaded model and writes it as the blob the store keeps. */
 export function toStoredBlob(loaded: LoadedPrefix, spec: ModelSpec, id: string): StoredBlob {
   const { prefix } = loaded
+  if (loaded.architecture !== undefined) assertArchitectureFits(loaded.architecture, architectureOf(spec), id)
   assertPrefixFitsModel(prefix, spec, id)
   assertVirtualTokensFit(prefix.numVirtualTokens, { maxVirtualTokens: spec.maxPositions - 1, maxPositions: spec.maxPositions }, id)
   const fingerprint = modelFingerprint(spec)

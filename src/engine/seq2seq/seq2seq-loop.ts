@@ -1,0 +1,222 @@
+/**
+ * The step loop of an encoder-decoder model. Same contract as EngineLoop
+ * (submit, cancel, stop, stats; tokens go to an EngineSink), same scheduler and
+ * per-request Generation, different forward passes:
+ * - newly admitted rows: ONE encoder pass and ONE first decoder pass for all
+ *   of them (the latter gives each row's cross-attention keys/values, kept for
+ *   the request's life); rows without a prefix take their first token from it;
+ * - rows with a prefix start from the prefix as their self-attention past
+ *   (PEFT's semantics) and feed decoder_start on top of it;
+ * - every step, one with-past call per cohort (rows with equal past length,
+ *   see cohort.ts): rows that joined at different times share a call whenever
+ *   prefix length + tokens so far agree, and cohorts merge when they meet.
+ */
+import { DeadlineExceededError, flattenError, OverloadedError } from '../../errors.js'
+import { epochMs } from '../../metrics/clock.js'
+import type { EngineSink } from '../engine-loop.js'
+import type { Generation } from '../generation.js'
+import type { EngineStats, TokenEvent } from '../protocol.js'
+import { Scheduler, type SchedulerLimits } from '../scheduler.js'
+import { advance, gather, mergeByPastLength, pastOf, prefixPast, retain, type Cohort, type RowRef, type Seq2seqShape } from './cohort.js'
+import type { DecoderStep, EncodedSources, FirstStep } from './seq2seq-runner.js'
+
+export interface Seq2seqForward {
+  encode(sources: readonly (readonly number[])[]): Promise<EncodedSources>
+  firstStep(enc: EncodedSources, startId: number): Promise<FirstStep>
+  step(cohort: Cohort, tokens: readonly number[]): Promise<DecoderStep>
+}
+
+export interface Seq2seqLoopOptions {
+  shape: Seq2seqShape
+  vocabSize: number
+  decoderStartTokenId: number
+  limits: SchedulerLimits
+}
+
+/** How many encoder rows and how much time the encoder took: the cost of admission, for the bench. */
+export interface EncoderCost {
+  rows: number
+  ms: number
+}
+
+export class Seq2seqLoop {
+  private readonly scheduler: Scheduler<Generation>
+  private readonly sources = new Map<number, readonly number[]>()
+  private cohorts: Cohort[] = []
+  private membershipChanged = false
+  private looping: Promise<void> | null = null
+  private stopping = false
+  private steps = 0
+  private lastBatchSize = 0
+  /** Decoder calls made (one per cohort per step): how much grouping by past length costs. */
+  decoderCalls = 0
+  readonly encoderCost: EncoderCost = { rows: 0, ms: 0 }
+
+  constructor(
+    private readonly forward: Seq2seqForward,
+    private readonly opts: Seq2seqLoopOptions,
+    private readonly sink: EngineSink,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.scheduler = new Scheduler(opts.limits)
+  }
+
+  /** A request whose Generation starts from [decoder_start]; its source text goes to the encoder. */
+  submit(gen: Generation, sourceIds: readonly number[]): void {
+    if (!this.scheduler.enqueue(gen)) {
+      this.sink.failed(gen.id, flattenError(new OverloadedError('too many requests are waiting; retry later')))
+      return
+    }
+    this.sources.set(gen.id, sourceIds)
+    this.kick()
+  }
+
+  cancel(id: number): void {
+    const wasRunning = this.scheduler.runningRequest(id) !== undefined
+    if (this.scheduler.remove(id)) {
+      this.sources.delete(id)
+      if (wasRunning) this.membershipChanged = true
+    }
+  }
+
+  stats(): EngineStats {
+    const running = this.scheduler.runningCount
+    return { running, waiting: this.scheduler.waitingCount, batchSize: running === 0 ? 0 : this.lastBatchSize, steps: this.steps, prefixesCached: 0 }
+  }
+
+  /** Stops at the next step boundary, never inside a forward pass. */
+  stop(): Promise<void> {
+    this.stopping = true
+    return this.looping ?? Promise.resolve()
+  }
+
+  private kick(): void {
+    if (this.looping || this.stopping) return
+    this.looping = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.loop())
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (!this.scheduler.idle && !this.stopping) {
+        await this.step()
+        await new Promise<void>((resolve) => setImmediate(resolve))
+      }
+    } finally {
+      this.looping = null
+      this.sink.idle(this.stats())
+    }
+  }
+
+  async step(): Promise<void> {
+    this.expireDeadlines()
+    const plan = this.scheduler.nextStep()
+    const events: TokenEvent[] = []
+    this.dropDeparted()
+    this.lastBatchSize = this.cohorts.reduce((n, c) => n + c.rowIds.length, 0)
+    const stepped: Cohort[] = []
+    for (const cohort of this.cohorts) {
+      const next = await this.decode(cohort, cohort.rowIds.map((id) => this.scheduler.runningRequest(id)!.lastToken), events)
+      if (next) stepped.push(next)
+    }
+    this.cohorts = stepped
+    if (plan.admit.length > 0) await this.admit(plan.admit, events)
+    for (const e of events) if (e.finish) this.cancel(e.id)
+    this.dropDeparted()
+    this.cohorts = mergeByPastLength(this.opts.shape, this.cohorts)
+    this.steps++
+    if (events.length > 0) this.sink.tokens(events, this.stats())
+  }
+
+  private dropDeparted(): void {
+    if (!this.membershipChanged) return
+    const running = (id: number) => this.scheduler.runningRequest(id) !== undefined
+    this.cohorts = this.cohorts.flatMap((c) => retain(this.opts.shape, c, running) ?? [])
+    this.membershipChanged = false
+  }
+
+  /** One with-past call for a cohort; returns it advanced, or null if the call failed (its rows failed). */
+  private async decode(cohort: Cohort, tokens: readonly number[], events: TokenEvent[], admittedAt?: number): Promise<Cohort | null> {
+    const rows = cohort.rowIds.map((id) => this.scheduler.runningRequest(id)!)
+    const out = await this.guarded(rows, () => this.forward.step(cohort, tokens))
+    if (!out) return null
+    this.decoderCalls++
+    const V = this.opts.vocabSize
+    rows.forEach((g, r) => events.push(withAdmission(g.step(out.logits, r * V), admittedAt)))
+    return advance(cohort, out.presentKeys, out.presentValues)
+  }
+
+  /**
+   * Admission: encoder and first decoder pass for all new rows at once. Rows
+   * without a prefix choose their first token from that pass; rows with one
+   * start over their prefix, grouped by its length, and feed decoder_start.
+   */
+  private async admit(admitted: Generation[], events: TokenEvent[]): Promise<void> {
+    const admittedAt = epochMs()
+    const started = await this.guarded(admitted, async () => {
+      const t0 = performance.now()
+      const enc = await this.forward.encode(admitted.map((g) => this.sources.get(g.id)!))
+      this.encoderCost.rows += admitted.length
+      this.encoderCost.ms += performance.now() - t0
+      return { enc, first: await this.forward.firstStep(enc, this.opts.decoderStartTokenId) }
+    })
+    if (!started) return
+    const { enc, first } = started
+    const batch: Cohort = {
+      rowIds: admitted.map((g) => g.id),
+      pastLen: 1,
+      selfKeys: first.selfKeys,
+      selfValues: first.selfValues,
+      crossKeys: first.crossKeys,
+      crossValues: first.crossValues,
+      encoderHidden: enc.hidden,
+      encoderMask: enc.mask,
+      sourceLen: enc.sourceLen,
+    }
+    const plain: RowRef[] = []
+    const byPrefixLength = new Map<number, RowRef[]>()
+    admitted.forEach((g, row) => {
+      if (g.prefixes.length === 0) {
+        plain.push({ cohort: batch, row })
+        events.push({ ...g.step(first.logits, row * this.opts.vocabSize), admittedAt })
+      } else {
+        const P = g.prefixes.reduce((n, p) => n + p.numVirtualTokens, 0)
+        byPrefixLength.set(P, [...(byPrefixLength.get(P) ?? []), { cohort: batch, row }])
+      }
+    })
+    const { shape } = this.opts
+    if (plain.length === admitted.length) this.cohorts.push(batch)
+    else if (plain.length > 0) this.cohorts.push(gather(shape, plain, plain.map((ref) => pastOf(ref, shape))))
+    for (const refs of byPrefixLength.values()) {
+      const cohort = gather(shape, refs, refs.map((ref) => prefixPast(admitted[ref.row].prefixes, shape)))
+      const start = refs.map(() => this.opts.decoderStartTokenId)
+      const next = await this.decode(cohort, start, events, admittedAt)
+      if (next) this.cohorts.push(next)
+    }
+  }
+
+  /** A failed forward pass fails the requests in it, not the engine. */
+  private async guarded<T>(rows: Generation[], run: () => Promise<T>): Promise<T | null> {
+    try {
+      return await run()
+    } catch (err) {
+      for (const g of rows) {
+        this.cancel(g.id)
+        this.sink.failed(g.id, flattenError(err))
+      }
+      return null
+    }
+  }
+
+  private expireDeadlines(): void {
+    const now = this.now()
+    const expired = [...this.scheduler.waitingRequests(), ...this.scheduler.runningRequests()].filter((g) => g.params.deadline <= now)
+    for (const g of expired) {
+      this.cancel(g.id)
+      this.sink.failed(g.id, flattenError(new DeadlineExceededError('the request ran past its deadline')))
+    }
+  }
+}
+
+function withAdmission(event: TokenEvent, admittedAt: number | undefined): TokenEvent {
+  return admittedAt === undefined ? event : { ...event, admittedAt }
+}

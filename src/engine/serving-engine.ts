@@ -1,0 +1,19 @@
+/**
+ * What the engine worker serves, whatever the model's architecture: it takes
+ * submitted requests with their resolved prefixes and streams tokens to the
+ * EngineSink it was opened with. Decoder-only and encoder-decoder models each
+ * build one (worker.ts, seq2seq/seq2seq-engine.ts).
+ */
+import type { PrefixKV } from '../prefixes/prefix-kv.js'
+import type { ModelSpec } from './model-spec.js'
+import type { SubmitMessage } from './protocol.js'
+
+export interface ServingEngine {
+  spec: ModelSpec
+  submit(msg: SubmitMessage, prefixes: PrefixKV[]): void
+  cancel(id: number): void
+  stop(): Promise<void>
+  /** One small pass before the server says it is ready: the first run of a session allocates and plans. */
+  warmUp(): Promise<void>
+}
+
