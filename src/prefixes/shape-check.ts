@@ -61,7 +61,8 @@ export function assertPrefixFitsModel(prefix: PrefixShape, spec: ModelShape, pre
  */
 export function assertArchitectureFits(prefix: ModelArchitecture, model: ModelArchitecture, prefixId?: string): void {
   if (prefix !== model) {
-    throw new PrefixShapeMismatchError(`${subject(prefixId)} was trained for a ${prefix} model; this server's model is ${model}`)
+    const article = prefix === 'encoder-decoder' ? 'an' : 'a'
+    throw new PrefixShapeMismatchError(`${subject(prefixId)} was trained for ${article} ${prefix} model; this server's model is ${model}`)
   }
 }
 
