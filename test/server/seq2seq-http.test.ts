@@ -98,3 +98,16 @@ t.test('metrics: requests counted per prefix', async (t) => {
   t.ok(line, 'a success counter for the adapter')
   t.ok(Number(line!.split(' ').at(-1)) >= fx.adapter.cases.length)
 })
+
+t.test('positions: the source and the decoder have their own budgets (bart-toy: 64 each)', async (t) => {
+  const source = Array.from({ length: 5 }, () => fx.base.cases[0].source).join(' ')
+  // 5 sentences (~45 tokens) + 8 prefix + 40 new would overflow one shared sequence, not two.
+  const fits = await post('/generate', { inputs: source, parameters: { prefix_id: fx.adapterName, max_new_tokens: 40 } })
+  t.equal(fits.status, 200, JSON.stringify(fits.body))
+  const long = await post('/generate', { inputs: source, parameters: { prefix_id: fx.adapterName, max_new_tokens: 56 } })
+  t.equal(long.status, 422)
+  t.match(long.body.error, /prefix \(8\) \+ decoder start \(1\) \+ max_new_tokens \(56\) = 65 exceeds the decoder's 64 positions/)
+  const tooLongSource = await post('/generate', { inputs: Array.from({ length: 8 }, () => fx.base.cases[0].source).join(' '), parameters: { max_new_tokens: 4 } })
+  t.equal(tooLongSource.status, 422)
+  t.match(tooLongSource.body.error, /the source \(\d+ tokens\) exceeds the encoder's 64 positions/)
+})
