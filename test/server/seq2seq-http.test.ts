@@ -86,6 +86,11 @@ t.test('sampling: a seed reproduces its tokens and is reported', async (t) => {
   t.same(a.body.details!.tokens.map((x) => x.id), b.body.details!.tokens.map((x) => x.id))
 })
 
+t.test('/info names the architecture and the decoder shape', async (t) => {
+  const info = (await app.inject({ method: 'GET', url: '/info' })).json() as Record<string, unknown>
+  t.match(info, { model_type: 'bart', architecture: 'encoder-decoder', num_layers: 2, num_key_value_heads: 4, head_dim: 16, max_positions: 64 })
+})
+
 t.test('chat: no template, a 400 that says so', async (t) => {
   const r = await post('/v1/chat/completions', { model: fx.adapterName, messages: [{ role: 'user', content: 'hi' }] })
   t.equal(r.status, 400)

@@ -6,6 +6,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { ErrorBody } from '../schemas/common.js'
+import { architectureOf } from '../../engine/model-spec.js'
 import { PROTOCOL_VERSION } from '../../engine/protocol.js'
 
 const Status = Type.Object({ status: Type.String() })
@@ -32,6 +33,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
           200: Type.Object({
             model_id: Type.String(),
             model_type: Type.String(),
+            architecture: Type.Union([Type.Literal('decoder-only'), Type.Literal('encoder-decoder')]),
             num_layers: Type.Integer(),
             num_attention_heads: Type.Integer(),
             num_key_value_heads: Type.Integer(),
@@ -55,6 +57,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return {
         model_id: app.modelId,
         model_type: spec.modelType,
+        architecture: architectureOf(spec),
         num_layers: spec.numLayers,
         num_attention_heads: spec.numAttentionHeads,
         num_key_value_heads: spec.numKvHeads,
