@@ -112,14 +112,17 @@ export class Seq2seqLoop {
     const plan = this.scheduler.nextStep()
     const events: TokenEvent[] = []
     this.dropDeparted()
-    this.lastBatchSize = this.cohorts.reduce((n, c) => n + c.rowIds.length, 0)
+    // Everything the step needs is read now: a cancel can arrive while a forward pass runs.
+    const members = this.cohorts.map((c) => c.rowIds.map((id) => this.scheduler.runningRequest(id)!))
+    const sources = plan.admit.map((g) => this.sources.get(g.id)!)
+    this.lastBatchSize = members.reduce((n, rows) => n + rows.length, 0)
     const stepped: Cohort[] = []
-    for (const cohort of this.cohorts) {
-      const next = await this.decode(cohort, cohort.rowIds.map((id) => this.scheduler.runningRequest(id)!.lastToken), events)
+    for (const [i, cohort] of this.cohorts.entries()) {
+      const next = await this.decode(cohort, members[i], members[i].map((g) => g.lastToken), events)
       if (next) stepped.push(next)
     }
     this.cohorts = stepped
-    if (plan.admit.length > 0) await this.admit(plan.admit, events)
+    if (plan.admit.length > 0) await this.admit(plan.admit, sources, events)
     for (const e of events) if (e.finish) this.cancel(e.id)
     this.dropDeparted()
     this.cohorts = mergeByPastLength(this.opts.shape, this.cohorts)
@@ -135,8 +138,7 @@ export class Seq2seqLoop {
   }
 
   /** One with-past call for a cohort; returns it advanced, or null if the call failed (its rows failed). */
-  private async decode(cohort: Cohort, tokens: readonly number[], events: TokenEvent[], admittedAt?: number): Promise<Cohort | null> {
-    const rows = cohort.rowIds.map((id) => this.scheduler.runningRequest(id)!)
+  private async decode(cohort: Cohort, rows: Generation[], tokens: readonly number[], events: TokenEvent[], admittedAt?: number): Promise<Cohort | null> {
     const out = await this.guarded(rows, () => this.forward.step(cohort, tokens))
     if (!out) return null
     this.decoderCalls++
@@ -150,11 +152,11 @@ export class Seq2seqLoop {
    * without a prefix choose their first token from that pass; rows with one
    * start over their prefix, grouped by its length, and feed decoder_start.
    */
-  private async admit(admitted: Generation[], events: TokenEvent[]): Promise<void> {
+  private async admit(admitted: Generation[], sources: ReadonlyArray<readonly number[]>, events: TokenEvent[]): Promise<void> {
     const admittedAt = epochMs()
     const started = await this.guarded(admitted, async () => {
       const t0 = performance.now()
-      const enc = await this.forward.encode(admitted.map((g) => this.sources.get(g.id)!))
+      const enc = await this.forward.encode(sources)
       this.encoderCost.rows += admitted.length
       this.encoderCost.ms += performance.now() - t0
       return { enc, first: await this.forward.firstStep(enc, this.opts.decoderStartTokenId) }
@@ -189,7 +191,7 @@ export class Seq2seqLoop {
     for (const refs of byPrefixLength.values()) {
       const cohort = gather(shape, refs, refs.map((ref) => prefixPast(admitted[ref.row].prefixes, shape)))
       const start = refs.map(() => this.opts.decoderStartTokenId)
-      const next = await this.decode(cohort, start, events, admittedAt)
+      const next = await this.decode(cohort, refs.map((ref) => admitted[ref.row]), start, events, admittedAt)
       if (next) this.cohorts.push(next)
     }
   }
