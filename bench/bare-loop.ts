@@ -8,7 +8,7 @@
  * re-pack, no logprobs, no text: the upper bound for this batch on this CPU.
  */
 import * as ort from 'onnxruntime-node'
-import type { PrefixKV } from '../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../src/domain/prefix-kv.js'
 
 export interface LoopTiming {
   tokens: number

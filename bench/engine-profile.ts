@@ -13,7 +13,7 @@ import { ForwardRunner } from '../src/engine/forward-runner.js'
 import { Generation } from '../src/engine/generation.js'
 import { loadModel } from '../src/engine/loaded-model.js'
 import { TokenSampler } from '../src/engine/sampling/sampler.js'
-import type { PrefixKV } from '../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../src/domain/prefix-kv.js'
 import { greedyParams } from '../test/helpers/engine-params.js'
 
 export interface StepProfile {

@@ -11,7 +11,7 @@ import { request } from 'undici'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config/load-config.js'
 import { writeNativePrefix } from '../src/prefixes/native-format.js'
-import type { PrefixKV } from '../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../src/domain/prefix-kv.js'
 import type { Throughput } from './engine-batch.js'
 
 export interface Server {

@@ -6,7 +6,7 @@
  * heap. Gets the workload once; then runs one job per message.
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import type { PrefixKV } from '../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../src/domain/prefix-kv.js'
 import { BareLoop } from './bare-loop.js'
 import { EngineProfiler } from './engine-profile.js'
 

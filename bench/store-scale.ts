@@ -5,7 +5,7 @@
  * within PREFIX_CACHE_BYTES, whatever the number of prefixes.
  */
 import { join } from 'node:path'
-import type { PrefixKV } from '../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../src/domain/prefix-kv.js'
 import { EmbeddedIndex } from '../src/prefixes/store/embedded-index.js'
 import type { PrefixIndex } from '../src/prefixes/store/prefix-record.js'
 import { PrefixStore } from '../src/prefixes/store/prefix-store.js'

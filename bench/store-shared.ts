@@ -1,6 +1,6 @@
 /** Helpers for the prefix store benchmarks: quantiles, timing, a teardown list, prefix builders. */
 import { performance } from 'node:perf_hooks'
-import type { ModelSpec } from '../src/engine/model-spec.js'
+import type { ModelSpec } from '../src/domain/model-spec.js'
 import { buildNativeFile, buildPeftAdapter } from '../test/helpers/prefix-fixtures.js'
 
 export function quantile(values: readonly number[], q: number): number {

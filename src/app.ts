@@ -13,13 +13,14 @@ import { addRequestLog } from './server/request-log.js'
 import { authPlugin } from './server/auth-plugin.js'
 import { rateLimitPlugin } from './server/rate-limit-plugin.js'
 import { refuseNewWorkWhileDraining } from './server/drain.js'
+import { Readiness } from './server/readiness.js'
 import { generateRoutes } from './server/routes/generate.js'
 import { generateStreamRoutes } from './server/routes/generate-stream.js'
 import { healthRoutes } from './server/routes/health.js'
 import { prefixRoutes } from './server/routes/prefixes.js'
 import { storePlugin } from './server/store-plugin.js'
 import { openAPIPlugin } from './server/openapi-plugin.js'
-import { openAIPlugin } from './server/openai/openai-plugin.js'
+import { openAIPlugin } from './server/routes/openai-plugin.js'
 import { tgiClientCompat } from './server/openai/tgi-client-compat.js'
 
 declare module 'fastify' {
@@ -63,12 +64,13 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
 
   app.decorate('config', config)
   app.decorate('prefixdVersion', pkg.version)
+  app.decorate('readiness', new Readiness())
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
   // Before every route: the OpenAPI document is collected as routes are added.
   await app.register(openAPIPlugin, { version: pkg.version })
-  addRequestLog(app as unknown as FastifyInstance, config.LOG_PROMPTS)
-  refuseNewWorkWhileDraining(app as unknown as FastifyInstance)
+  addRequestLog(app, config.LOG_PROMPTS)
+  refuseNewWorkWhileDraining(app)
   await app.register(metricsPlugin, { prefixLabelLimit: config.PREFIX_LABEL_LIMIT })
   await app.register(authPlugin, { apiKeys: config.API_KEYS, apiKeysFile: config.API_KEYS_FILE })
   await app.register(rateLimitPlugin, { perMinute: config.RATE_LIMIT_PER_MINUTE, redisUrl: config.REDIS_URL })
@@ -80,5 +82,5 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   await app.register(prefixRoutes)
   await app.register(generateStreamRoutes)
   await app.register(openAIPlugin, { prefix: '/v1', modelDir })
-  return app as unknown as FastifyInstance
+  return app
 }

@@ -20,7 +20,8 @@ export interface KeyEntry extends Principal {
   sha256: string
 }
 
-const TENANT = /^[A-Za-z0-9._-]{1,64}$/
+/** Tenants name Redis keys and metric labels: a safe character set. */
+export const TENANT = /^[A-Za-z0-9._-]{1,64}$/
 const SHA256 = /^[0-9a-f]{64}$/
 
 export function hashKey(key: string): string {

@@ -4,7 +4,7 @@
  * (only its hash): nothing that could use the key is ever stored.
  */
 import { parseArgs } from 'node:util'
-import { hashKey, newKey } from './api-keys.js'
+import { hashKey, newKey, TENANT } from './api-keys.js'
 
 export const KEYS_USAGE = `Usage: prefixd keys new --tenant NAME [--role tenant|admin]
 
@@ -33,7 +33,7 @@ export function runKeys(
     out(KEYS_USAGE)
     return 0
   }
-  if (positionals[0] !== 'new' || !values.tenant || !/^[A-Za-z0-9._-]{1,64}$/.test(values.tenant)) {
+  if (positionals[0] !== 'new' || !values.tenant || !TENANT.test(values.tenant)) {
     err(`prefixd keys: give 'new' and a --tenant of 1-64 letters, digits, . _ -\n\n${KEYS_USAGE}`)
     return 2
   }

@@ -1,5 +1,6 @@
 import envSchema from 'env-schema'
 import { ConfigError } from '../errors.js'
+import type { AjvIssue } from './ajv-issue.js'
 import { ConfigSchema, type Config } from './schema.js'
 
 /**
@@ -29,12 +30,6 @@ export function configMarkdown(): string {
   return ['| variable | default | what |', '|---|---|---|', ...rows].join('\n')
 }
 
-interface AjvIssue {
-  instancePath: string
-  message?: string
-  params?: { allowedValues?: unknown[] }
-}
-
 /** "PORT must be integer; EXECUTION_PROVIDER must be one of cpu, cuda". */
 function describeAjvErrors(err: unknown): string {
   const issues = (err as { errors?: AjvIssue[] }).errors
@@ -42,7 +37,7 @@ function describeAjvErrors(err: unknown): string {
   return issues
     .map((i) => {
       const name = i.instancePath.replace(/^\//, '')
-      const allowed = i.params?.allowedValues
+      const allowed = i.params?.allowedValues as unknown[] | undefined
       return allowed ? `${name} must be one of ${allowed.join(', ')}` : `${name} ${i.message ?? 'is invalid'}`
     })
     .join('; ')

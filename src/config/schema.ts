@@ -1,7 +1,7 @@
 /**
  * Every environment variable prefixd reads: one schema, with its default and a
  * one-line description. The README's configuration table is generated from it
- * (`prefixd config --markdown`), so the two cannot drift.
+ * (`prefixd config` prints it), so the two cannot drift.
  */
 import Type, { type Static } from 'typebox'
 

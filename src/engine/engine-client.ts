@@ -6,9 +6,9 @@
  */
 import { EventEmitter } from 'node:events'
 import { Worker } from 'node:worker_threads'
-import { flattenError, NotReadyError, RemoteError } from '../errors.js'
-import type { PrefixKV } from '../prefixes/prefix-kv.js'
-import type { ModelSpec } from './model-spec.js'
+import { CodedError, flatError } from '../domain/error-table.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
+import type { ModelSpec } from '../domain/model-spec.js'
 import {
   PROTOCOL_VERSION,
   type EngineOptions,
@@ -21,7 +21,7 @@ import {
 
 export interface RequestHandlers {
   onToken(event: TokenEvent): void
-  onError(error: RemoteError): void
+  onError(error: CodedError): void
 }
 
 export interface SubmittedRequest {
@@ -68,7 +68,7 @@ export class EngineClient extends EventEmitter {
       function first(msg: FromWorker) {
         detach()
         if (msg.type === 'ready') resolve(new EngineClient(worker, msg.spec))
-        else if (msg.type === 'fatal') fail(new RemoteError(msg.error))
+        else if (msg.type === 'fatal') fail(new CodedError(msg.error))
         else fail(new Error(`unexpected first message from the engine: ${msg.type}`))
       }
       worker.on('error', fail)
@@ -84,7 +84,7 @@ export class EngineClient extends EventEmitter {
   submit(promptIds: number[], prefixKeys: string[], params: GenerationParams, handlers: RequestHandlers): SubmittedRequest {
     const id = this.nextId++
     if (!this.alive) {
-      queueMicrotask(() => handlers.onError(new RemoteError(flattenError(new NotReadyError('the engine is not running')))))
+      queueMicrotask(() => handlers.onError(new CodedError(flatError('PREFIXD_NOT_READY', 'the engine is not running'))))
       return { id, cancel: () => {} }
     }
     this.pending.set(id, handlers)
@@ -117,7 +117,7 @@ export class EngineClient extends EventEmitter {
     const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()))
     this.worker.postMessage({ v: PROTOCOL_VERSION, type: 'shutdown' } satisfies ToWorker)
     await exited
-    const err = new RemoteError(flattenError(new NotReadyError('the engine stopped')))
+    const err = new CodedError(flatError('PREFIXD_NOT_READY', 'the engine stopped'))
     for (const h of this.pending.values()) h.onError(err)
     this.pending.clear()
   }
@@ -140,7 +140,7 @@ export class EngineClient extends EventEmitter {
     } else if (msg.type === 'failed') {
       const h = this.pending.get(msg.id)
       this.pending.delete(msg.id)
-      h?.onError(new RemoteError(msg.error))
+      h?.onError(new CodedError(msg.error))
     } else if (msg.type === 'stats') {
       this.stats = msg.stats
       this.emit('stats', msg.stats)
@@ -152,7 +152,7 @@ export class EngineClient extends EventEmitter {
   private die(reason: string): void {
     if (!this.alive) return
     this.alive = false
-    const err = new RemoteError(flattenError(new NotReadyError(`the engine stopped: ${reason}`)))
+    const err = new CodedError(flatError('PREFIXD_NOT_READY', `the engine stopped: ${reason}`))
     for (const h of this.pending.values()) h.onError(err)
     this.pending.clear()
     this.emit('died', reason)

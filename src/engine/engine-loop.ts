@@ -1,16 +1,17 @@
 /**
- * The engine's step loop: schedule, prefill the newly admitted rows, merge them
- * into the running batch, run one decode pass for every running row, sample,
- * emit. Runs inside the worker; everything model-specific sits behind the
+ * The engine's step loop. Each step: expire deadlines, schedule, re-pack the
+ * batch if rows left, run one decode pass for the rows already running, then
+ * prefill the newly admitted rows (sampling their first token), retire the
+ * finished, merge the new rows into the running batch, and emit the tokens. Runs inside the worker; everything model-specific sits behind the
  * ForwardRunner, so this loop is the same for every model.
  */
-import { DeadlineExceededError, flattenError, OverloadedError, type FlatError } from '../errors.js'
+import { flatError, flattenError, type FlatError } from '../domain/error-table.js'
 import { buildDecode, buildPrefill } from './batch/forward-feed.js'
 import { advance, compact, emptyKvState, type KvShape, type KvState } from './batch/kv-state.js'
-import { epochMs } from '../metrics/clock.js'
+import { epochMs } from '../domain/clock.js'
 import type { ForwardResult } from './forward-runner.js'
 import type { Generation } from './generation.js'
-import type { EngineStats, TokenEvent } from './protocol.js'
+import type { LoopStats, TokenEvent } from './protocol.js'
 import { Scheduler, type SchedulerLimits } from './scheduler.js'
 
 export interface Forward {
@@ -18,10 +19,10 @@ export interface Forward {
 }
 
 export interface EngineSink {
-  tokens(events: TokenEvent[], stats: EngineStats): void
+  tokens(events: TokenEvent[], stats: LoopStats): void
   failed(id: number, error: FlatError): void
   /** The loop went idle: the last requests finished or left. */
-  idle(stats: EngineStats): void
+  idle(stats: LoopStats): void
 }
 
 export class EngineLoop {
@@ -48,7 +49,7 @@ export class EngineLoop {
 
   submit(gen: Generation): void {
     if (!this.scheduler.enqueue(gen)) {
-      this.sink.failed(gen.id, flattenError(new OverloadedError('too many requests are waiting; retry later')))
+      this.sink.failed(gen.id, flatError('PREFIXD_OVERLOADED', 'too many requests are waiting; retry later'))
       return
     }
     this.kick()
@@ -60,13 +61,12 @@ export class EngineLoop {
     if (this.scheduler.remove(id) && wasRunning) this.membershipChanged = true
   }
 
-  stats(): EngineStats {
+  stats(): LoopStats {
     return {
       running: this.scheduler.runningCount,
       waiting: this.scheduler.waitingCount,
       batchSize: this.scheduler.idle ? 0 : this.lastBatchSize,
       steps: this.steps,
-      prefixesCached: 0,
     }
   }
 
@@ -104,7 +104,7 @@ export class EngineLoop {
     )
     for (const g of expired) {
       this.cancel(g.id)
-      this.sink.failed(g.id, flattenError(new DeadlineExceededError('the request ran past its deadline')))
+      this.sink.failed(g.id, flatError('PREFIXD_DEADLINE_EXCEEDED', 'the request ran past its deadline'))
     }
   }
 

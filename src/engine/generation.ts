@@ -3,7 +3,7 @@
  * incremental detokenizer and stop-sequence matcher, and the rules that end it
  * (EOS, stop sequence, max_new_tokens). Pure given the logits it is handed.
  */
-import type { PrefixKV } from '../prefixes/prefix-kv.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 import { IncrementalDecoder } from './sampling/incremental-decoder.js'
 import { TokenSampler } from './sampling/sampler.js'
 import { StopMatcher } from './sampling/stop-sequences.js'

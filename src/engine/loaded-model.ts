@@ -4,7 +4,7 @@
  */
 import type * as ort from 'onnxruntime-node'
 import { readModelSpec } from './model-config.js'
-import type { ModelSpec } from './model-spec.js'
+import type { ModelSpec } from '../domain/model-spec.js'
 import { createSession, type SessionOptions } from './onnx-session.js'
 import { readSignature, type OnnxSignature, type TensorMeta } from './onnx-signature.js'
 import { TextTokenizer } from './tokenizer.js'

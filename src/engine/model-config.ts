@@ -6,8 +6,8 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ModelLoadError } from '../errors.js'
-import type { ModelSpec } from './model-spec.js'
+import { ModelLoadError } from './model-load-error.js'
+import type { ModelSpec } from '../domain/model-spec.js'
 
 type Json = Record<string, unknown>
 

@@ -6,7 +6,7 @@
 import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
-import { ModelLoadError } from '../errors.js'
+import { ModelLoadError } from './model-load-error.js'
 import { deriveModel } from './graph/derive-model.js'
 import { MODEL_REWRITES } from './graph/rewrites.js'
 

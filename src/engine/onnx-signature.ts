@@ -4,8 +4,8 @@
  * against config.json so that a folder whose files disagree is refused at load
  * instead of failing on the first request.
  */
-import { ModelLoadError } from '../errors.js'
-import type { ModelSpec } from './model-spec.js'
+import { ModelLoadError } from './model-load-error.js'
+import type { ModelSpec } from '../domain/model-spec.js'
 
 export interface OnnxSignature {
   hasPositionIds: boolean

@@ -3,22 +3,19 @@
  * the protocol version; request-scoped ones carry the request id; errors cross
  * as plain {code, statusCode, message} (structured clone drops Error classes).
  */
-import type { FlatError } from '../errors.js'
-import type { ModelSpec } from './model-spec.js'
-import type { PrefixKV } from '../prefixes/prefix-kv.js'
+import type { FlatError } from '../domain/error-table.js'
+import type { ModelSpec } from '../domain/model-spec.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 import type { SamplingParams } from './sampling/sampling-params.js'
+import type { SchedulerLimits } from './scheduler.js'
 
 export const PROTOCOL_VERSION = 1
 
-export interface EngineOptions {
+/** How the worker starts: the model, the runtime, and the scheduler's limits as they are. */
+export interface EngineOptions extends SchedulerLimits {
   modelDir: string
   executionProvider: 'cpu' | 'cuda'
   intraOpThreads: number
-  maxBatchSize: number
-  maxBatchTokens: number
-  maxPrefillTokens: number
-  maxWaiting: number
-  maxWaitingPerTenant?: number
 }
 
 /** Sampling settings plus what ends a request and whose it is. */
@@ -71,11 +68,15 @@ export interface EngineStats {
   /** Rows in the last decode pass. */
   batchSize: number
   steps: number
+  /** Prefixes the worker holds (filled in by the worker, which owns them). */
   prefixesCached: number
 }
 
+/** What the step loop knows of the stats: the prefixes held are the worker's. */
+export type LoopStats = Omit<EngineStats, 'prefixesCached'>
+
 export type FromWorker =
-  | { v: typeof PROTOCOL_VERSION; type: 'ready'; spec: ModelSpec; modelFile: string }
+  | { v: typeof PROTOCOL_VERSION; type: 'ready'; spec: ModelSpec }
   | { v: typeof PROTOCOL_VERSION; type: 'tokens'; events: TokenEvent[]; stats: EngineStats }
   | { v: typeof PROTOCOL_VERSION; type: 'failed'; id: number; error: FlatError }
   | { v: typeof PROTOCOL_VERSION; type: 'stats'; stats: EngineStats }

@@ -33,10 +33,8 @@ export interface Schedulable {
 }
 
 export interface StepPlan<T> {
-  /** Newly admitted this step: they need a prefill pass. */
+  /** Newly admitted this step: they need a prefill pass (the running ones all decode). */
   admit: T[]
-  /** Running before this step: they need one decode pass. */
-  decode: T[]
 }
 
 export class Scheduler<T extends Schedulable> {
@@ -108,7 +106,6 @@ export class Scheduler<T extends Schedulable> {
   }
 
   nextStep(): StepPlan<T> {
-    const decode = [...this.running.values()]
     const admit: T[] = []
     let prefill = 0
     while (this.waiting.length > 0 && this.running.size < this.limits.maxBatchSize) {
@@ -128,7 +125,7 @@ export class Scheduler<T extends Schedulable> {
       prefill += next.prefillTokens
       admit.push(next)
     }
-    return { admit, decode }
+    return { admit }
   }
 
   /**

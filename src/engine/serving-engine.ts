@@ -4,8 +4,8 @@
  * EngineSink it was opened with. Decoder-only and encoder-decoder models each
  * build one (worker.ts, seq2seq/seq2seq-engine.ts).
  */
-import type { PrefixKV } from '../prefixes/prefix-kv.js'
-import type { ModelSpec } from './model-spec.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
+import type { ModelSpec } from '../domain/model-spec.js'
 import type { SubmitMessage } from './protocol.js'
 
 export interface ServingEngine {

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Tokenizer } from '@huggingface/tokenizers'
-import { ModelLoadError } from '../errors.js'
+import { ModelLoadError } from './model-load-error.js'
 
 export class TextTokenizer {
   private readonly specialIds: Set<number>

@@ -5,8 +5,8 @@
  * re-created in-process (onnxruntime-node is known to crash when it is).
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { flattenError, PrefixNotFoundError, ValidationError } from '../errors.js'
-import type { PrefixKV } from '../prefixes/prefix-kv.js'
+import { flatError, flattenError } from '../domain/error-table.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 import { buildPrefill } from './batch/forward-feed.js'
 import { EngineLoop, type EngineSink } from './engine-loop.js'
 import { ForwardRunner } from './forward-runner.js'
@@ -32,13 +32,7 @@ async function openDecoderEngine(sink: EngineSink): Promise<ServingEngine> {
     runner,
     shape,
     spec.vocabSize,
-    {
-      maxBatchSize: opts.maxBatchSize,
-      maxBatchTokens: opts.maxBatchTokens,
-      maxPrefillTokens: opts.maxPrefillTokens,
-      maxWaiting: opts.maxWaiting,
-      maxWaitingPerTenant: opts.maxWaitingPerTenant,
-    },
+    opts,
     sink,
   )
   return {
@@ -67,7 +61,7 @@ async function main(): Promise<void> {
     for (const key of msg.prefixKeys) {
       const p = prefixes.get(key)
       if (!p) {
-        send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flattenError(new PrefixNotFoundError(key)) })
+        send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flatError('PREFIXD_PREFIX_NOT_FOUND', `prefix '${key}' not found`) })
         return
       }
       resolved.push(p)
@@ -76,7 +70,7 @@ async function main(): Promise<void> {
       engine.submit(msg, resolved)
     } catch (err) {
       // The sampler's own range checks: the HTTP layer validates first, so this is a guard.
-      send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flattenError(new ValidationError((err as Error).message)) })
+      send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flatError('PREFIXD_VALIDATION', (err as Error).message) })
     }
   }
 
@@ -102,7 +96,7 @@ async function main(): Promise<void> {
   // Warm-up: the first run of a session allocates and plans; pay that before
   // the server says it is ready, not on a user's first request.
   await engine.warmUp()
-  send({ v: PROTOCOL_VERSION, type: 'ready', spec: engine.spec, modelFile: opts.modelDir })
+  send({ v: PROTOCOL_VERSION, type: 'ready', spec: engine.spec })
 }
 
 main().catch((err: unknown) => {

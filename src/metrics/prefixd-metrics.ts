@@ -10,7 +10,7 @@ import { LabelGuard } from './label-guard.js'
 const SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
 
 export interface RequestObservation {
-  /** Prefix ids joined with '+' ('' for the base model). */
+  /** Prefix ids joined with '+' ('(base)' for the base model). */
   prefix: string
   /** The calling tenant ('anonymous' when the server runs without keys). */
   tenant: string

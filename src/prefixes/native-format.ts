@@ -11,7 +11,7 @@
  */
 import { InvalidPrefixError } from '../errors.js'
 import { assertAllFinite, decodeFloatTensor, encodeF32 } from './dtype-convert.js'
-import type { PrefixKV } from './prefix-kv.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 import { parseSafetensors, serializeSafetensors, type ParseOptions, type SafetensorsFile } from './safetensors.js'
 
 export const NATIVE_FORMAT = 'prefixd.prefix'

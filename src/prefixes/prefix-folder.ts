@@ -11,8 +11,8 @@ import { basename, join } from 'node:path'
 import { InvalidPrefixError, PayloadTooLargeError, PrefixNotFoundError } from '../errors.js'
 import { NATIVE_FILE, readNativePrefix } from './native-format.js'
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, readPeftAdapter, refusePickledAdapter } from './peft-adapter.js'
-import type { ModelArchitecture } from '../engine/model-spec.js'
-import type { PrefixKV } from './prefix-kv.js'
+import type { ModelArchitecture } from '../domain/model-spec.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 
 export interface LoadPrefixOptions {
   /** Largest file accepted, in bytes; larger files raise PayloadTooLargeError. */
@@ -30,13 +30,6 @@ export interface LoadedPrefix {
   modelFingerprint?: string
   /** The kind of model the prefix was trained for, when its files say (PEFT's task type). */
   architecture?: ModelArchitecture
-}
-
-const PREFIX_ID = /^[A-Za-z0-9._-]{1,128}$/
-
-/** Ids become folder names and URL segments: a safe character set, and never "." or "..". */
-export function isValidPrefixId(id: unknown): id is string {
-  return typeof id === 'string' && PREFIX_ID.test(id) && id !== '.' && id !== '..'
 }
 
 function errnoCode(err: unknown): string | undefined {

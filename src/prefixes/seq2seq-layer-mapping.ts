@@ -12,7 +12,7 @@
  * against PEFT 0.21 for L = 1..4: L = 2 → both layers (0,1); L = 3 → (0,1),
  * (4,5), (2,3); L = 4 → (0,1), (4,5), (0,1), (4,5)).
  */
-import type { ModelArchitecture } from '../engine/model-spec.js'
+import type { ModelArchitecture } from '../domain/model-spec.js'
 
 export interface LayerSlices {
   key: number

@@ -7,7 +7,7 @@
  * models, so a prefix's head count is compared with spec.numKvHeads, never
  * with the query heads.
  */
-import type { ModelArchitecture, ModelSpec } from '../engine/model-spec.js'
+import type { ModelArchitecture, ModelSpec } from '../domain/model-spec.js'
 import { PrefixShapeMismatchError } from '../errors.js'
 
 /** What a shape check needs; a PrefixKV, a PEFT config or a native header all provide it. */

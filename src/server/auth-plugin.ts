@@ -7,6 +7,7 @@
 import fp from 'fastify-plugin'
 import { UnauthorizedError } from '../errors.js'
 import { loadKeyRing, type Principal } from '../auth/api-keys.js'
+import { isProbe } from './probe-route.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -14,7 +15,6 @@ declare module 'fastify' {
   }
 }
 
-const OPEN_ROUTES = new Set(['/health', '/ready', '/metrics', '/info'])
 const OPEN_PREFIXES = ['/docs', '/openapi']
 const OPEN_MODE: Principal = { tenant: 'anonymous', role: 'admin' }
 
@@ -32,7 +32,7 @@ export const authPlugin = fp<{ apiKeys: string; apiKeysFile: string }>(
     app.log.info({ keys: ring.size }, 'API keys loaded')
     app.addHook('onRequest', async (request) => {
       const url = request.routeOptions.url ?? request.url
-      if (OPEN_ROUTES.has(url) || OPEN_PREFIXES.some((p) => url.startsWith(p))) return
+      if (isProbe(request) || OPEN_PREFIXES.some((p) => url.startsWith(p))) return
       const header = request.headers.authorization
       const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null
       const principal = match ? ring.identify(match[1]) : null

@@ -5,12 +5,20 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { NotReadyError } from '../errors.js'
+import { isProbe } from './probe-route.js'
 
-const ALWAYS_ANSWERED = new Set(['/health', '/ready', '/metrics', '/info'])
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Set by the first shutdown signal; never cleared. */
+    draining: boolean
+  }
+}
 
 export function refuseNewWorkWhileDraining(app: FastifyInstance): void {
+  app.decorate('draining', false)
+  app.readiness.report('drain', () => (app.draining ? 'the server is shutting down' : null))
   app.addHook('onRequest', async (request) => {
-    if (app.draining && !ALWAYS_ANSWERED.has(request.routeOptions.url ?? '')) {
+    if (app.draining && !isProbe(request)) {
       throw new NotReadyError('the server is shutting down; retry on another replica')
     }
   })

@@ -17,9 +17,6 @@ declare module 'fastify' {
     engine: EngineClient
     generation: GenerationService
     modelId: string
-    /** null when ready; otherwise why not. */
-    notReadyReason(): string | null
-    draining: boolean
   }
 }
 
@@ -32,7 +29,7 @@ export const enginePlugin = fp<EnginePluginOptions>(
   async (app, { config, modelDir }) => {
     const engine = await EngineClient.start({
       modelDir: resolve(modelDir),
-      executionProvider: config.EXECUTION_PROVIDER as 'cpu' | 'cuda',
+      executionProvider: config.EXECUTION_PROVIDER,
       intraOpThreads: config.INTRA_OP_THREADS,
       maxBatchSize: config.MAX_BATCH_SIZE,
       maxBatchTokens: config.MAX_BATCH_TOKENS,
@@ -51,12 +48,7 @@ export const enginePlugin = fp<EnginePluginOptions>(
     app.decorate('engine', engine)
     app.decorate('modelId', config.MODEL_ID || basename(resolve(modelDir)))
     app.decorate('generation', new GenerationService(config, engine, tokenizer, prefixes, (r) => reportRequest(app, r)))
-    app.decorate('draining', false)
-    app.decorate('notReadyReason', function notReadyReason(this: typeof app) {
-      if (deathReason !== null) return `the engine stopped: ${deathReason}`
-      if (app.draining) return 'the server is shutting down'
-      return null
-    })
+    app.readiness.report('engine', () => (deathReason === null ? null : `the engine stopped: ${deathReason}`))
     app.addHook('onClose', async () => engine.close())
   },
   { name: 'prefixd-engine' },

@@ -4,14 +4,9 @@
  * status; anything else is a 500 whose body never carries internals.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { errorTypeOf } from '../errors.js'
-
-interface AjvIssue {
-  instancePath: string
-  keyword: string
-  message?: string
-  params?: Record<string, unknown>
-}
+import type { FastifyBaseLogger } from 'fastify'
+import type { AjvIssue } from '../config/ajv-issue.js'
+import { errorTypeOf } from '../domain/error-table.js'
 
 /** "body/parameters/max_new_tokens must be >= 1"; unknown fields by name. */
 export function describeValidation(context: string | undefined, issues: AjvIssue[]): string {
@@ -33,16 +28,36 @@ export function errorHandler(err: FastifyError, request: FastifyRequest, reply: 
     })
     return
   }
+  const shown = publicError(err, request.log)
+  void reply.code(shown.status).send({ error: shown.message, error_type: shown.errorType })
+}
+
+/** What of an error may leave the process, whatever shape the answer takes. */
+export interface PublicError {
+  status: number
+  message: string
+  errorType: string
+  /** Not raised on purpose: the message was replaced. */
+  internal: boolean
+}
+
+/**
+ * The one rule for 5xx masking (TGI routes, their streams and the OpenAI
+ * routes all apply it): a 5xx we did not raise on purpose is logged and
+ * answered as a bare internal error, since its message may carry internals;
+ * our own 5xx are logged and keep their message.
+ */
+export function publicError(err: { code?: string; statusCode?: number; message?: string }, log: FastifyBaseLogger): PublicError {
   const status = err.statusCode ?? 500
-  if (status >= 500 && !err.code?.startsWith('PREFIXD_')) {
-    request.log.error({ err }, 'internal error')
-    void reply.code(500).send({ error: 'internal server error', error_type: 'internal' })
-    return
+  const ours = err.code?.startsWith('PREFIXD_') ?? false
+  if (status >= 500 && !ours) {
+    log.error({ err }, 'internal error')
+    return { status: 500, message: 'internal server error', errorType: 'internal', internal: true }
   }
-  if (status >= 500) request.log.error({ err }, err.message)
+  if (status >= 500) log.error({ err }, err.message)
   // Fastify's own 4xx (bad JSON, wrong content type, body too large) keep their status.
-  const type = err.code?.startsWith('PREFIXD_') ? errorTypeOf(err.code) : status === 413 ? 'payload_too_large' : 'validation'
-  void reply.code(status).send({ error: err.message, error_type: type })
+  const errorType = ours ? errorTypeOf(err.code) : status === 413 ? 'payload_too_large' : 'validation'
+  return { status, message: err.message ?? '', errorType, internal: false }
 }
 
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): void {

@@ -9,8 +9,9 @@ import type { FinishReason, GenerationParams, TokenEvent } from '../engine/proto
 import { normalizeSamplingParams } from '../engine/sampling/sampling-params.js'
 import type { TextTokenizer } from '../engine/tokenizer.js'
 import type { FastifyBaseLogger } from 'fastify'
-import { CancelledError, errorTypeOf, PromptTooLongError, ValidationError, type RemoteError } from '../errors.js'
-import { epochMs } from '../metrics/clock.js'
+import { CancelledError, PromptTooLongError, ValidationError } from '../errors.js'
+import { errorTypeOf, type CodedError } from '../domain/error-table.js'
+import { epochMs } from '../domain/clock.js'
 import type { Principal } from '../auth/api-keys.js'
 import type { ResolvedPrefix } from '../prefixes/store/prefix-record.js'
 import type { GenerateBodyT } from './schemas/generate.js'
@@ -172,7 +173,7 @@ export class GenerationService {
               resolve({ generatedText: e.finish.generatedText, finishReason: e.finish.reason, tokens, timings })
             }
           },
-          onError: (err: RemoteError) => {
+          onError: (err: CodedError) => {
             signal.removeEventListener('abort', abort)
             done(errorTypeOf(err.code))
             reject(err)

@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import type { EngineStats } from '../engine/protocol.js'
 import { PrefixdMetrics } from '../metrics/prefixd-metrics.js'
 import type { RequestReport } from './generation-service.js'
+import { probeRoute } from './probe-route.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -23,7 +24,7 @@ export const metricsPlugin = fp<{ prefixLabelLimit: number }>(
   async (app, { prefixLabelLimit }) => {
     const metrics = new PrefixdMetrics(prefixLabelLimit)
     app.decorate('metrics', metrics)
-    app.get('/metrics', async (_request, reply) => {
+    app.get('/metrics', { config: probeRoute }, async (_request, reply) => {
       void reply.header('content-type', metrics.registry.contentType)
       return metrics.scrape()
     })

@@ -5,7 +5,7 @@
  * decoder_start and the generated tokens (PEFT counts the prefix as earlier
  * decoder positions).
  */
-import { architectureOf, type ModelSpec } from '../engine/model-spec.js'
+import { architectureOf, type ModelSpec } from '../domain/model-spec.js'
 
 /** A message naming the overflow, or null when the request fits. */
 export function positionBudgetProblem(spec: ModelSpec, prefixLen: number, promptLen: number, maxNewTokens: number): string | null {

@@ -8,8 +8,7 @@ import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
 import { RateLimitedError } from '../errors.js'
-
-const UNLIMITED = new Set(['/health', '/ready', '/metrics', '/info'])
+import { isProbe } from './probe-route.js'
 
 export const rateLimitPlugin = fp<{ perMinute: number; redisUrl: string }>(
   async (app, { perMinute, redisUrl }) => {
@@ -25,7 +24,7 @@ export const rateLimitPlugin = fp<{ perMinute: number; redisUrl: string }>(
       max: perMinute,
       timeWindow: 60_000,
       keyGenerator: (request) => request.principal?.tenant ?? request.ip,
-      allowList: (request) => UNLIMITED.has(request.routeOptions.url ?? ''),
+      allowList: isProbe,
       redis,
       nameSpace: 'prefixd:ratelimit:',
       skipOnError: true,

@@ -30,8 +30,7 @@ export const storePlugin = fp(
       metrics.cachedPrefixes.set(stats.prefixes)
       metrics.cacheBytes.set(stats.bytes)
     })
-    const engineReason = app.notReadyReason
-    app.notReadyReason = () => engineReason.call(app) ?? (store.reachable ? null : 'the prefix index (Redis) is unreachable')
+    app.readiness.report('prefix index', () => (store.reachable ? null : 'the prefix index (Redis) is unreachable'))
     app.log.info({ index: store.kind }, 'prefix store open')
     app.addHook('onClose', async () => store.close())
   },

@@ -4,19 +4,11 @@ import { SeededRandom, randomSeed, MAX_SEED } from '../../src/engine/sampling/rn
 import { TokenSampler, normalizeSamplingParams, type SamplingParams } from '../../src/engine/sampling/sampler.js'
 import { collectTopK, selectLargest } from '../../src/engine/sampling/top-selection.js'
 import { expNonPositive } from '../../src/engine/sampling/fast-exp.js'
+import { softmax } from '../helpers/reference-math.js'
 
 const base: SamplingParams = { doSample: true, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 42 }
 const sampler = (p: Partial<SamplingParams>, vocab: number) => new TokenSampler({ ...base, ...p }, vocab)
 const row = (values: number[]) => Float32Array.from(values)
-
-/** Reference softmax(logits / T) in plain float64, sorted nothing. */
-function softmax(logits: ArrayLike<number>, temperature = 1): number[] {
-  const xs = Array.from(logits, (x) => x / temperature)
-  const max = Math.max(...xs)
-  const exps = xs.map((x) => Math.exp(x - max))
-  const sum = exps.reduce((a, b) => a + b, 0)
-  return exps.map((e) => e / sum)
-}
 
 /** Reference top-k + top-p filter, by full sort: the ids a draw may return. */
 function allowedIds(logits: ArrayLike<number>, temperature: number, topK: number, topP: number): Set<number> {

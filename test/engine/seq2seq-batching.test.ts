@@ -10,7 +10,7 @@
  */
 import t from 'tap'
 import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
-import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { seededPrefix, startFixture } from '../helpers/batching-models.js'
 import { assertBatchingProperty } from '../helpers/batching-property.js'
 import { SEQ2SEQ_FIXTURES } from '../helpers/seq2seq-data.js'

@@ -22,6 +22,11 @@ export async function startApp(t: TestLike, modelDir: string, config: Partial<Co
   return app
 }
 
+/** Listens on a free loopback port; resolves to the base URL ("http://127.0.0.1:PORT"). */
+export async function listenOnLoopback(app: FastifyInstance): Promise<string> {
+  return app.listen({ host: '127.0.0.1', port: 0 })
+}
+
 export interface GenerateReply {
   generated_text: string
   details?: {

@@ -14,10 +14,10 @@ import type { ForwardFeed } from '../../src/engine/batch/forward-feed.js'
 import { ForwardRunner, type ForwardResult } from '../../src/engine/forward-runner.js'
 import { Generation } from '../../src/engine/generation.js'
 import { loadModel } from '../../src/engine/loaded-model.js'
-import type { ModelSpec } from '../../src/engine/model-spec.js'
+import type { ModelSpec } from '../../src/domain/model-spec.js'
 import type { GenerationParams, TokenEvent } from '../../src/engine/protocol.js'
-import { RemoteError } from '../../src/errors.js'
-import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
+import { CodedError } from '../../src/domain/error-table.js'
+import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { ENGINE_LIMITS } from './batching-models.js'
 
 export interface PassRecord {
@@ -76,7 +76,7 @@ export class InProcessEngine {
       failed: (id, error) => {
         const h = engine!.handlers.get(id)
         engine!.handlers.delete(id)
-        h?.onError(new RemoteError(error))
+        h?.onError(new CodedError(error))
       },
       idle: () => {},
     })

@@ -12,7 +12,7 @@ import { EngineClient } from '../../src/engine/engine-client.js'
 import type { EngineOptions } from '../../src/engine/protocol.js'
 import { generateModel, type ModelArch } from '../../src/models/generate/index.js'
 import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
-import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { storiesModelDir, storiesPrefixesDir } from './shared-data.js'
 import { randomPrefix } from './reference-prefix.js'
 

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import { buildPeftAdapter } from './prefix-fixtures.js'
 
 export type UploadFiles = Record<string, Buffer | string>
 
@@ -29,6 +30,16 @@ export async function upload(
 ): Promise<UploadReply> {
   const res = await app.inject({ method, url, payload: uploadForm(files, fields) })
   return { status: res.statusCode, body: res.json() }
+}
+
+/**
+ * A PEFT prefix adapter shaped for the generated tiny llama (2 layers, 2
+ * key/value heads of size 16), as upload files. Different seeds steer greedy
+ * decoding differently.
+ */
+export function tinyLlamaAdapterFiles(seed: number, virtualTokens: number): UploadFiles {
+  const a = buildPeftAdapter({ layers: 2, kvHeads: 2, headDim: 16, P: virtualTokens, seed })
+  return { 'adapter_config.json': a.configJson, 'adapter_model.safetensors': a.safetensors }
 }
 
 /** adapter_config.json and adapter_model.safetensors of a PEFT adapter folder. */

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node'
 import type { ModelDims } from '../../src/models/generate/index.js'
 import { fillNormal, mulberry32 } from '../../src/models/generate/prng.js'
-import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 
 /**
  * Feeds for an optimum-layout decoder laid out the way the server batches

@@ -1,5 +1,5 @@
 import { weight, type ModelWeights } from '../../src/models/generate/index.js'
-import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { geluTanh, layerNorm, matVec, rmsNorm, rotate, rowsDot, silu, softmax } from './reference-math.js'
 
 /**

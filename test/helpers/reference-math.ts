@@ -44,9 +44,11 @@ export function layerNorm(x: Float64Array, gain: Float32Array, bias: Float32Arra
   return x.map((v, i) => (v - mean) * scale * gain[i] + bias[i])
 }
 
-export function softmax(scores: number[]): number[] {
-  const max = Math.max(...scores)
-  const exps = scores.map((s) => Math.exp(s - max))
+/** softmax(scores / temperature) in plain float64. */
+export function softmax(scores: ArrayLike<number>, temperature = 1): number[] {
+  const xs = Array.from(scores, (s) => s / temperature)
+  const max = Math.max(...xs)
+  const exps = xs.map((s) => Math.exp(s - max))
   const sum = exps.reduce((a, b) => a + b, 0)
   return exps.map((e) => e / sum)
 }

@@ -1,6 +1,6 @@
 import { fillNormal, mulberry32 } from '../../src/models/generate/prng.js'
 import type { ModelDims } from '../../src/models/generate/index.js'
-import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 
 /**
  * A seeded random prefix of `length` virtual tokens for a model, with unit

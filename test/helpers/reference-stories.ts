@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { fromBinary } from '@bufbuild/protobuf'
 import { ModelProtoSchema } from 'onnx-buf'
 import type { ModelDims, ModelWeights, WeightTensor } from '../../src/models/generate/index.js'
-import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 
 /**
  * The real stories260K model (a PyTorch export of HF LlamaForCausalLM) and

@@ -13,7 +13,7 @@ import { decodeFloatTensor } from '../../src/prefixes/dtype-convert.js'
 import { readNativePrefix, writeNativePrefix } from '../../src/prefixes/native-format.js'
 import { looksLikePickle, parsePeftConfig, readPeftAdapter } from '../../src/prefixes/peft-adapter.js'
 import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
-import type { PrefixKV } from '../../src/prefixes/prefix-kv.js'
+import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { parseSafetensors } from '../../src/prefixes/safetensors.js'
 import {
   PICKLE_BYTES,

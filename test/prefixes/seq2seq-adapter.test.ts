@@ -8,7 +8,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { ModelSpec } from '../../src/engine/model-spec.js'
+import type { ModelSpec } from '../../src/domain/model-spec.js'
 import { seq2seqSpecFromConfig } from '../../src/engine/seq2seq/seq2seq-spec.js'
 import { parsePeftConfig, readPeftAdapter } from '../../src/prefixes/peft-adapter.js'
 import { layerSlices } from '../../src/prefixes/seq2seq-layer-mapping.js'

@@ -11,9 +11,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import OpenAI from 'openai'
 import { InferenceClient } from '@huggingface/inference'
-import type { FastifyInstance } from 'fastify'
 import { ChatTemplate } from '../../src/server/openai/chat-template.js'
-import { startApp } from '../helpers/app.js'
+import { listenOnLoopback, startApp } from '../helpers/app.js'
 import { readExpected, storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
 import { generatedModel } from '../helpers/tiny-model.js'
 
@@ -25,15 +24,8 @@ const prefixDir = mkdtempSync(join(tmpdir(), 'prefixd-openai-'))
 t.teardown(() => rmSync(prefixDir, { recursive: true, force: true }))
 symlinkSync(dogDir, join(prefixDir, 'dog-max'))
 
-async function listen(app: FastifyInstance): Promise<string> {
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  if (address === null || typeof address === 'string') throw new Error('no TCP address')
-  return `http://127.0.0.1:${address.port}`
-}
-
 const app = await startApp(t, storiesModelDir, { PREFIX_DIR: prefixDir })
-const url = await listen(app)
+const url = await listenOnLoopback(app)
 const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'not-checked', maxRetries: 0 })
 const modelId = app.modelId
 
@@ -157,6 +149,13 @@ t.test('errors in OpenAI shape, naming the field; neutral values of unsupported 
   t.match(wrongType.body.error, { param: 'max_tokens', message: /body\/max_tokens must be integer/ })
   const tooHot = await rawPost('/v1/completions', { model: 'dog-max', prompt: 'x', temperature: 3 })
   t.match(tooHot, { status: 400, body: { error: { param: 'temperature' } } })
+  // OpenAI's stop list has TGI's limit, MAX_STOP_SEQUENCES, and names the field (chat shares the check).
+  const limit = app.config.MAX_STOP_SEQUENCES
+  const stops = (n: number) => Array.from({ length: n }, (_, i) => `zz${i}`)
+  const tooManyStops = await rawPost('/v1/completions', { model: 'dog-max', prompt: 'x', stop: stops(limit + 1) })
+  t.match(tooManyStops, { status: 400, body: { error: { param: 'stop', code: 'validation', message: new RegExp(`limit is ${limit}`) } } })
+  const enoughStops = await rawPost('/v1/completions', { model: 'dog-max', prompt: 'x', max_tokens: 2, temperature: 0, stop: stops(limit) })
+  t.equal(enoughStops.status, 200, 'exactly the limit is accepted')
   const tooLong = await rawPost('/v1/completions', { model: 'dog-max', prompt: 'x', max_tokens: 100000 })
   t.match(tooLong, { status: 400, body: { error: { code: 'validation', message: /exceeds the model's/ } } })
   const noRoute = await fetch(`${url}/v1/nothing`)
@@ -224,7 +223,7 @@ t.test('chat end to end on a generated model with a chat template', async (t) =>
     '{% if add_generation_prompt %} answer:{% endif %}'
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig))
   const chatApp = await startApp(t, dir, { PREFIX_DIR: mkdtempSync(join(dir, 'prefixes-')) })
-  const chatUrl = await listen(chatApp)
+  const chatUrl = await listenOnLoopback(chatApp)
   const chat = new OpenAI({ baseURL: `${chatUrl}/v1`, apiKey: 'x', maxRetries: 0 })
   const model = chatApp.modelId
   const messages = [
@@ -292,7 +291,7 @@ t.test('chat end to end on a generated model with a chat template', async (t) =>
 t.test('an error after the stream started arrives as an error event, then [DONE]', async (t) => {
   // A deadline of 1 ms: the engine ends every request with deadline_exceeded after it was accepted.
   const late = await startApp(t, storiesModelDir, { PREFIX_DIR: prefixDir, REQUEST_TIMEOUT_MS: 1 })
-  const lateUrl = await listen(late)
+  const lateUrl = await listenOnLoopback(late)
   const lateClient = new OpenAI({ baseURL: `${lateUrl}/v1`, apiKey: 'x', maxRetries: 0 })
   await rejects(t, lateClient.completions.create({ model: 'dog-max', prompt: 'Hi', max_tokens: 30, n: 2 }), { status: 504, code: 'deadline_exceeded', type: 'server_error' })
   const res = await fetch(`${lateUrl}/v1/completions`, {

@@ -12,8 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { startApp, type GenerateReply } from '../helpers/app.js'
-import { buildPeftAdapter } from '../helpers/prefix-fixtures.js'
-import { upload } from '../helpers/prefix-upload.js'
+import { tinyLlamaAdapterFiles, upload } from '../helpers/prefix-upload.js'
 import { startRedis } from '../helpers/redis-server.js'
 import { generatedModel } from '../helpers/tiny-model.js'
 
@@ -25,11 +24,7 @@ const replica = (name: string) =>
   startApp(t, modelDir, { PREFIX_DIR: join(tmp, name), REDIS_URL: redis.url, STORE_TIMEOUT_MS: 500, MAX_BATCH_SIZE: 8 })
 const [a, b] = await Promise.all([replica('a'), replica('b')])
 
-/** Tiny llama: 2 layers, 2 key/value heads of size 16. Different seeds steer greedy decoding differently. */
-const adapter = (seed: number, P = 4) => {
-  const f = buildPeftAdapter({ layers: 2, kvHeads: 2, headDim: 16, P, seed })
-  return { 'adapter_config.json': f.configJson, 'adapter_model.safetensors': f.safetensors }
-}
+const adapter = (seed: number, P = 4) => tinyLlamaAdapterFiles(seed, P)
 
 async function generate(app: FastifyInstance, prefixId: string, maxNewTokens = 8) {
   const res = await app.inject({

@@ -6,7 +6,7 @@
 import t from 'tap'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { startApp, type TestLike } from '../helpers/app.js'
+import { listenOnLoopback, startApp, type TestLike } from '../helpers/app.js'
 import { readEvents } from '../helpers/sse.js'
 import { readExpected, storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
 
@@ -21,7 +21,7 @@ interface StreamEvent {
 
 async function listen(t: TestLike, config: Parameters<typeof startApp>[2]) {
   const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixesDir, ...config })
-  const address = await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = await listenOnLoopback(app)
   return { app, url: (path: string) => `${address}${path}` }
 }
 

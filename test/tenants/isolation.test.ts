@@ -9,8 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { hashKey, newKey } from '../../src/auth/api-keys.js'
 import { startApp } from '../helpers/app.js'
-import { buildPeftAdapter } from '../helpers/prefix-fixtures.js'
-import { uploadForm } from '../helpers/prefix-upload.js'
+import { tinyLlamaAdapterFiles, uploadForm } from '../helpers/prefix-upload.js'
 import { generatedModel } from '../helpers/tiny-model.js'
 
 const keys = { alice: newKey(), bob: newKey(), root: newKey() }
@@ -20,11 +19,7 @@ const store = mkdtempSync(join(tmpdir(), 'prefixd-isolation-'))
 t.teardown(() => rmSync(store, { recursive: true, force: true }))
 const app = await startApp(t, await generatedModel('llama'), { PREFIX_DIR: store, API_KEYS, TENANT_MAX_PREFIXES: 3 })
 
-// Shaped for the tiny llama: 2 layers, 2 key/value heads, head size 16.
-const adapter = (seed: number) => {
-  const a = buildPeftAdapter({ layers: 2, kvHeads: 2, headDim: 16, P: 3, seed })
-  return { 'adapter_config.json': a.configJson, 'adapter_model.safetensors': a.safetensors }
-}
+const adapter = (seed: number) => tinyLlamaAdapterFiles(seed, 3)
 const headers = (who: Who) => ({ authorization: `Bearer ${keys[who]}` })
 const send = (who: Who, method: 'POST' | 'PUT', url: string, fields: Record<string, string>, seed = 1) =>
   app.inject({ method, url, headers: headers(who), payload: uploadForm(adapter(seed), fields) })

@@ -2,7 +2,7 @@
  * One forward pass's inputs, independent of ONNX Runtime: the prefill of newly
  * admitted rows, or one decode step of the running batch.
  */
-import type { PrefixKV } from '../../prefixes/prefix-kv.js'
+import type { PrefixKV } from '../../domain/prefix-kv.js'
 import type { KvShape, KvState } from './kv-state.js'
 
 export interface ForwardFeed {

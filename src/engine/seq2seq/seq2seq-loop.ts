@@ -11,11 +11,11 @@
  *   see cohort.ts): rows that joined at different times share a call whenever
  *   prefix length + tokens so far agree, and cohorts merge when they meet.
  */
-import { DeadlineExceededError, flattenError, OverloadedError } from '../../errors.js'
-import { epochMs } from '../../metrics/clock.js'
+import { flatError, flattenError } from '../../domain/error-table.js'
+import { epochMs } from '../../domain/clock.js'
 import type { EngineSink } from '../engine-loop.js'
 import type { Generation } from '../generation.js'
-import type { EngineStats, TokenEvent } from '../protocol.js'
+import type { LoopStats, TokenEvent } from '../protocol.js'
 import { Scheduler, type SchedulerLimits } from '../scheduler.js'
 import { advance, gather, mergeByPastLength, pastOf, prefixPast, retain, type Cohort, type RowRef, type Seq2seqShape } from './cohort.js'
 import type { DecoderStep, EncodedSources, FirstStep } from './seq2seq-runner.js'
@@ -64,7 +64,7 @@ export class Seq2seqLoop {
   /** A request whose Generation starts from [decoder_start]; its source text goes to the encoder. */
   submit(gen: Generation, sourceIds: readonly number[]): void {
     if (!this.scheduler.enqueue(gen)) {
-      this.sink.failed(gen.id, flattenError(new OverloadedError('too many requests are waiting; retry later')))
+      this.sink.failed(gen.id, flatError('PREFIXD_OVERLOADED', 'too many requests are waiting; retry later'))
       return
     }
     this.sources.set(gen.id, sourceIds)
@@ -79,9 +79,9 @@ export class Seq2seqLoop {
     }
   }
 
-  stats(): EngineStats {
+  stats(): LoopStats {
     const running = this.scheduler.runningCount
-    return { running, waiting: this.scheduler.waitingCount, batchSize: running === 0 ? 0 : this.lastBatchSize, steps: this.steps, prefixesCached: 0 }
+    return { running, waiting: this.scheduler.waitingCount, batchSize: running === 0 ? 0 : this.lastBatchSize, steps: this.steps }
   }
 
   /** Stops at the next step boundary, never inside a forward pass. */
@@ -214,7 +214,7 @@ export class Seq2seqLoop {
     const expired = [...this.scheduler.waitingRequests(), ...this.scheduler.runningRequests()].filter((g) => g.params.deadline <= now)
     for (const g of expired) {
       this.cancel(g.id)
-      this.sink.failed(g.id, flattenError(new DeadlineExceededError('the request ran past its deadline')))
+      this.sink.failed(g.id, flatError('PREFIXD_DEADLINE_EXCEEDED', 'the request ran past its deadline'))
     }
   }
 }

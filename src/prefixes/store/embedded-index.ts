@@ -8,7 +8,7 @@
 import { readdir, readFile, unlink } from 'node:fs/promises'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { isValidPrefixId } from '../prefix-folder.js'
+import { isValidPrefixId } from '../../domain/prefix-id.js'
 import { BlobFiles, fsyncDir, writeFileAtomic } from './blob-files.js'
 import type { CommitMode, CommitOutcome, PrefixIndex, PrefixRecord } from './prefix-record.js'
 import { SortedIds } from './sorted-ids.js'

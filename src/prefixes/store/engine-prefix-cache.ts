@@ -10,8 +10,8 @@
  * the worker. Requests already running hold their own references, so a drop
  * never disturbs them. Re-admitting a key during its grace cancels the drop.
  */
-import type { PrefixKV } from '../prefix-kv.js'
-import { prefixKVBytes } from '../prefix-kv.js'
+import type { PrefixKV } from '../../domain/prefix-kv.js'
+import { prefixKVBytes } from '../../domain/prefix-kv.js'
 
 export interface PrefixSink {
   putPrefix(key: string, prefix: PrefixKV): void

@@ -9,8 +9,9 @@
  */
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { ModelSpec } from '../../engine/model-spec.js'
-import { isValidPrefixId, loadPrefixFolder } from '../prefix-folder.js'
+import type { ModelSpec } from '../../domain/model-spec.js'
+import { isValidPrefixId, PREFIX_ID_RULE } from '../../domain/prefix-id.js'
+import { loadPrefixFolder } from '../prefix-folder.js'
 import { DEFAULT_OWNER, type PrefixIndex, type PrefixRecord } from './prefix-record.js'
 import { toStoredBlob, type StoredBlob } from './upload-conversion.js'
 
@@ -75,7 +76,7 @@ export async function seedFromFolder(
     // Dot-folders are the store's own (.store) or hidden: never prefixes.
     if (name.startsWith('.') || !(await isFolder(join(dir, name)))) continue
     if (!isValidPrefixId(name)) {
-      ctx.log.warn({ folder: name }, 'skipped prefix folder: its name is not a valid prefix id ([A-Za-z0-9._-]{1,128})')
+      ctx.log.warn({ folder: name }, `skipped prefix folder: its name is not a valid prefix id (${PREFIX_ID_RULE})`)
       continue
     }
     let stored: StoredBlob

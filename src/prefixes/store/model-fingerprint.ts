@@ -4,7 +4,7 @@
  * model is recognised even when layers, heads and head size happen to agree.
  */
 import { createHash } from 'node:crypto'
-import type { ModelSpec } from '../../engine/model-spec.js'
+import type { ModelSpec } from '../../domain/model-spec.js'
 
 export function modelFingerprint(spec: ModelSpec): string {
   // The fields of config.json that fix the meaning of a layer's keys and values.

@@ -1,7 +1,7 @@
 /** Picks the index the configuration asks for (Redis when REDIS_URL is set) and opens the store on it. */
 import { join, resolve } from 'node:path'
 import type { Config } from '../../config/schema.js'
-import type { ModelSpec } from '../../engine/model-spec.js'
+import type { ModelSpec } from '../../domain/model-spec.js'
 import { EmbeddedIndex } from './embedded-index.js'
 import type { PrefixSink } from './engine-prefix-cache.js'
 import { PrefixStore, type PrefixStoreOptions } from './prefix-store.js'

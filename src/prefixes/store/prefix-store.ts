@@ -12,10 +12,10 @@
  * Materializing a prefix (read the blob, parse, validate) happens here on the
  * main thread, asynchronously; the worker only ever receives finished floats.
  */
-import type { ModelSpec } from '../../engine/model-spec.js'
+import type { ModelSpec } from '../../domain/model-spec.js'
 import { PrefixExistsError, PrefixNotFoundError } from '../../errors.js'
 import { readNativePrefix } from '../native-format.js'
-import { isValidPrefixId } from '../prefix-folder.js'
+import { isValidPrefixId } from '../../domain/prefix-id.js'
 import { assertPrefixFitsModel } from '../shape-check.js'
 import { EnginePrefixCache, type PrefixSink } from './engine-prefix-cache.js'
 import { newRecord, seedFromFolder, type SeedLogger } from './folder-seed.js'

@@ -5,7 +5,7 @@
  * written. Folder imports at start-up go through the same checks.
  */
 import { InvalidPrefixError, PayloadTooLargeError, PrefixShapeMismatchError } from '../../errors.js'
-import { architectureOf, type ModelSpec } from '../../engine/model-spec.js'
+import { architectureOf, type ModelSpec } from '../../domain/model-spec.js'
 import { NATIVE_FILE, readNativePrefix, writeNativePrefix } from '../native-format.js'
 import { looksLikePickle, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, PICKLE_REFUSAL, readPeftAdapter } from '../peft-adapter.js'
 import type { LoadedPrefix } from '../prefix-folder.js'

@@ -71,3 +71,9 @@ async function runOne(
   })
   return { index, text, finishReason: reason, tokens: result.tokens }
 }
+
+/** OpenAI's token accounting of one answer: the prompt counted once, every choice's tokens summed. */
+export function usage(promptTokens: number, results: Array<{ tokens: unknown[] }>) {
+  const completion = results.reduce((n, r) => n + r.tokens.length, 0)
+  return { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion }
+}

@@ -5,8 +5,8 @@
  * as OpenAI answers it, where the TGI routes say 422.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { errorTypeOf } from '../../errors.js'
-import { describeValidation } from '../error-handler.js'
+import type { AjvIssue } from '../../config/ajv-issue.js'
+import { describeValidation, publicError } from '../error-handler.js'
 
 /** A request OpenAI clients may send that prefixd cannot serve as asked; `param` names the field. */
 export class OpenAIRequestError extends Error {
@@ -20,13 +20,6 @@ export class OpenAIRequestError extends Error {
   ) {
     super(message)
   }
-}
-
-interface AjvIssue {
-  instancePath: string
-  keyword: string
-  message?: string
-  params?: Record<string, unknown>
 }
 
 /** The body field an Ajv issue is about: "messages.0.role", or the unknown field's name. */
@@ -62,19 +55,13 @@ export function toOpenAIError(err: FastifyError, request: FastifyRequest): OpenA
     const issues = err.validation as AjvIssue[]
     return make(400, describeValidation(err.validationContext, issues), paramOf(issues[0]), 'validation')
   }
-  const status = err.statusCode ?? 500
-  const ours = err.code?.startsWith('PREFIXD_') ?? false
-  if (status >= 500 && !ours) {
-    request.log.error({ err }, 'internal error')
-    return make(500, 'internal server error', null, 'internal')
-  }
-  if (status >= 500) request.log.error({ err }, err.message)
+  const shown = publicError(err, request.log)
+  if (shown.internal) return make(500, shown.message, null, shown.errorType)
   if (err instanceof OpenAIRequestError) return make(400, err.message, err.param, err.openaiCode)
   if (err.code === 'PREFIXD_PREFIX_NOT_FOUND') {
     return make(404, `${err.message}: \`model\` names the base model or a prefix id (GET /v1/models lists them)`, 'model', 'model_not_found')
   }
-  const code = ours ? errorTypeOf(err.code) : status === 413 ? 'payload_too_large' : 'validation'
-  return make(status === 422 ? 400 : status, err.message, null, code)
+  return make(shown.status === 422 ? 400 : shown.status, shown.message, null, shown.errorType)
 }
 
 export function openAIErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {

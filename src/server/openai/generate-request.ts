@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { PreparedRequest } from '../generation-service.js'
 import type { GenerateBodyT } from '../schemas/generate.js'
 import type { ChatBodyT, CompletionBodyT } from '../schemas/openai.js'
+import { OpenAIRequestError } from './errors.js'
 
 type SamplingBody = Pick<CompletionBodyT & ChatBodyT, 'model' | 'temperature' | 'top_p' | 'stop' | 'seed'>
 
@@ -19,9 +20,13 @@ export function stopList(stop: string | string[] | null | undefined): string[] {
 /** The TGI-shaped body the generation service validates and prepares. */
 export function toGenerateBody(app: FastifyInstance, body: SamplingBody, inputs: string, maxTokens: number | null): GenerateBodyT {
   const greedy = body.temperature === 0
+  const stop = stopList(body.stop)
+  // TGI's limit (MAX_STOP_SEQUENCES), checked here to name the field as OpenAI clients know it.
+  const limit = app.config.MAX_STOP_SEQUENCES
+  if (stop.length > limit) throw new OpenAIRequestError(`stop has ${stop.length} sequences; the limit is ${limit}`, 'stop', 'validation')
   const parameters: NonNullable<GenerateBodyT['parameters']> = {
     max_new_tokens: maxTokens,
-    stop: stopList(body.stop),
+    stop,
     do_sample: !greedy,
     seed: body.seed ?? null,
   }

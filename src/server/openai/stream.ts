@@ -4,7 +4,7 @@
  * always `data: [DONE]` at the end. A client that goes away cancels every choice.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { clientGone } from '../routes/generate.js'
+import { clientGone } from '../client-gone.js'
 import { sendEvent, startEventStream } from '../sse.js'
 import { toOpenAIError } from './errors.js'
 

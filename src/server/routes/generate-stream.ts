@@ -6,10 +6,10 @@
  * cancels its request, and the engine frees its slot at the next step.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { errorTypeOf } from '../../errors.js'
+import { publicError } from '../error-handler.js'
 import { errorResponses } from '../schemas/common.js'
 import { GenerateBody } from '../schemas/generate.js'
-import { clientGone } from './generate.js'
+import { clientGone } from '../client-gone.js'
 import { sendEvent, startEventStream } from '../sse.js'
 
 export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -51,9 +51,8 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       } catch (err) {
         const e = err as { code?: string; statusCode?: number; message?: string }
         if (e.code !== 'PREFIXD_CANCELLED') {
-          const internal = (e.statusCode ?? 500) >= 500 && !e.code?.startsWith('PREFIXD_')
-          if (internal) request.log.error({ err }, 'stream failed')
-          sendEvent(raw, { error: internal ? 'internal server error' : e.message, error_type: errorTypeOf(e.code) })
+          const shown = publicError(e, request.log)
+          sendEvent(raw, { error: shown.message, error_type: shown.errorType })
         }
       }
       raw.end()

@@ -6,15 +6,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errorResponses } from '../schemas/common.js'
 import { GenerateBody, GenerateResponse } from '../schemas/generate.js'
 import type { GenerationResult } from '../generation-service.js'
-
-/** An AbortSignal that fires when the client closes the connection before the answer. */
-export function clientGone(raw: import('node:http').ServerResponse): AbortSignal {
-  const ctl = new AbortController()
-  raw.on('close', () => {
-    if (!raw.writableEnded) ctl.abort()
-  })
-  return ctl.signal
-}
+import { clientGone } from '../client-gone.js'
 
 const ms = (a: number | undefined, b: number) => (a === undefined ? '' : (a - b).toFixed(3))
 

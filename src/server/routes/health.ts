@@ -6,19 +6,20 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { ErrorBody } from '../schemas/common.js'
-import { architectureOf } from '../../engine/model-spec.js'
+import { architectureOf } from '../../domain/model-spec.js'
+import { probeRoute } from '../probe-route.js'
 import { PROTOCOL_VERSION } from '../../engine/protocol.js'
 
 const Status = Type.Object({ status: Type.String() })
 
 export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  app.get('/health', { schema: { summary: 'The process lives', response: { 200: Status } } }, async () => ({ status: 'ok' }))
+  app.get('/health', { config: probeRoute, schema: { summary: 'The process lives', response: { 200: Status } } }, async () => ({ status: 'ok' }))
 
   app.get(
     '/ready',
-    { schema: { summary: 'Ready to serve: model loaded and warmed up', response: { 200: Status, 503: ErrorBody } } },
+    { config: probeRoute, schema: { summary: 'Ready to serve: model loaded and warmed up', response: { 200: Status, 503: ErrorBody } } },
     async (_request, reply) => {
-      const reason = app.notReadyReason()
+      const reason = app.readiness.notReadyReason()
       if (reason !== null) return reply.code(503).send({ error: reason, error_type: 'unavailable' })
       return { status: 'ready' }
     },
@@ -27,6 +28,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/info',
     {
+      config: probeRoute,
       schema: {
         summary: 'The base model and the batching limits',
         response: {

@@ -4,14 +4,13 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyInstance } from 'fastify'
-import { runChoices } from '../openai/choices.js'
+import { runChoices, usage } from '../openai/choices.js'
 import { nowSeconds, prepareChoices, toGenerateBody } from '../openai/generate-request.js'
 import { completionLogprobs } from '../openai/logprobs.js'
 import { streamAnswer } from '../openai/stream.js'
 import { checkCompletionFields } from '../openai/unsupported-fields.js'
 import { CompletionBody, CompletionResponse, jsonOrEventStream, openAIErrorResponses } from '../schemas/openai.js'
-import { clientGone } from './generate.js'
+import { clientGone } from '../client-gone.js'
 
 /** OpenAI's default max_tokens for completions. */
 const DEFAULT_COMPLETION_TOKENS = 16
@@ -31,9 +30,9 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
       const body = request.body
       checkCompletionFields(body)
       const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]
-      const generateBody = toGenerateBody(app as unknown as FastifyInstance, body, prompt, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS)
+      const generateBody = toGenerateBody(app, body, prompt, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS)
       const withLogprobs = body.logprobs != null
-      const choices = await prepareChoices(app as unknown as FastifyInstance, request, generateBody, body.n ?? 1, withLogprobs)
+      const choices = await prepareChoices(app, request, generateBody, body.n ?? 1, withLogprobs)
       const echo = body.echo === true ? prompt : ''
       const id = `cmpl-${randomUUID()}`
       const created = nowSeconds()
@@ -45,7 +44,7 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
           // Echo comes first, once per choice, as OpenAI sends it.
           if (echo !== '') choices.forEach((_, index) => send(chunk([{ index, text: echo, logprobs: null, finish_reason: null }])))
           const offsets = choices.map(() => echo.length)
-          const results = await runChoices(app as unknown as FastifyInstance, request, choices, signal, (p) => {
+          const results = await runChoices(app, request, choices, signal, (p) => {
             const logprobs = withLogprobs ? completionLogprobs([p.token], offsets[p.index]) : null
             offsets[p.index] += p.token.text.length
             send(chunk([{ index: p.index, text: p.text, logprobs, finish_reason: p.finishReason ?? null }]))
@@ -54,7 +53,7 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
         })
       }
 
-      const results = await runChoices(app as unknown as FastifyInstance, request, choices, clientGone(reply.raw))
+      const results = await runChoices(app, request, choices, clientGone(reply.raw))
       return {
         id,
         object: 'text_completion' as const,
@@ -70,9 +69,4 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
       }
     },
   )
-}
-
-export function usage(promptTokens: number, results: Array<{ tokens: unknown[] }>) {
-  const completion = results.reduce((n, r) => n + r.tokens.length, 0)
-  return { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion }
 }

@@ -8,8 +8,9 @@ import multipart from '@fastify/multipart'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import Type from 'typebox'
-import { errorTypeOf, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../../errors.js'
-import { isValidPrefixId } from '../../prefixes/prefix-folder.js'
+import { errorTypeOf } from '../../domain/error-table.js'
+import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../../errors.js'
+import { isValidPrefixId, PREFIX_ID_RULE } from '../../domain/prefix-id.js'
 import type { Upload } from '../../prefixes/store/prefix-store.js'
 import type { UploadedFile } from '../../prefixes/store/upload-conversion.js'
 import { IdParams, ListQuery, PrefixList, PrefixMetadata, storeErrors } from '../schemas/prefixes.js'
@@ -68,7 +69,7 @@ async function readUpload(request: FastifyRequest, maxFileBytes: number): Promis
 function checkId(id: string | undefined): string {
   if (id === undefined) throw new ValidationError("the upload lacks the field 'id'")
   if (!isValidPrefixId(id)) {
-    throw new ValidationError(`id ${JSON.stringify(id)} is not a valid prefix id: 1-128 of A-Z a-z 0-9 . _ - (not "." or "..")`)
+    throw new ValidationError(`id ${JSON.stringify(id)} is not a valid prefix id: ${PREFIX_ID_RULE}`)
   }
   return id
 }

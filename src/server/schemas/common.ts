@@ -1,4 +1,5 @@
 import Type, { type TSchema } from 'typebox'
+import { PREFIX_ID_PATTERN, PREFIX_ID_RULE } from '../../domain/prefix-id.js'
 
 /**
  * An optional field that also accepts JSON null as "not set": TGI's own
@@ -7,11 +8,9 @@ import Type, { type TSchema } from 'typebox'
  */
 export const nullable = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]))
 
-export const PREFIX_ID_PATTERN = '^(?!\\.{1,2}$)[A-Za-z0-9._-]{1,128}$'
-
 export const PrefixId = Type.String({
   pattern: PREFIX_ID_PATTERN,
-  description: 'A prefix id: 1-128 of A-Z a-z 0-9 . _ - (not "." or "..").',
+  description: `A prefix id: ${PREFIX_ID_RULE}.`,
 })
 
 export const ErrorBody = Type.Object(

@@ -13,8 +13,8 @@ const ModelName = Type.String({
   description: "The base model's name (GET /v1/models lists it) for no prefix, or a prefix id: the prefix steers the base model.",
 })
 
-const Stop = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 8 })], {
-  description: 'Up to 8 stop sequences. As in OpenAI, the stop sequence itself is not part of the returned text.',
+const Stop = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }))], {
+  description: 'Stop sequences, at most MAX_STOP_SEQUENCES (8 by default). As in OpenAI, the stop sequence itself is not part of the returned text.',
 })
 
 const StreamOptions = Type.Object(

@@ -4,11 +4,11 @@
  * other route keeps prefixd's {error, error_type}.
  */
 import type { FastifyPluginAsync } from 'fastify'
-import { openAIChatRoutes } from '../routes/openai-chat.js'
-import { openAICompletionRoutes } from '../routes/openai-completions.js'
-import { openAIModelRoutes } from '../routes/openai-models.js'
-import { ChatTemplate } from './chat-template.js'
-import { openAIErrorHandler, openAINotFoundHandler } from './errors.js'
+import { openAIChatRoutes } from './openai-chat.js'
+import { openAICompletionRoutes } from './openai-completions.js'
+import { openAIModelRoutes } from './openai-models.js'
+import { ChatTemplate } from '../openai/chat-template.js'
+import { openAIErrorHandler, openAINotFoundHandler } from '../openai/errors.js'
 
 export interface OpenAIPluginOptions {
   /** The served model's folder: its tokenizer_config.json may hold a chat template. */
