@@ -2,7 +2,7 @@
  * What the engine worker serves, whatever the model's architecture: it takes
  * submitted requests with their resolved prefixes and streams tokens to the
  * EngineSink it was opened with. Decoder-only and encoder-decoder models each
- * build one (worker.ts, seq2seq/seq2seq-engine.ts).
+ * build one (worker.ts, seq2seq-engine.ts).
  */
 import type { PrefixKV } from '../domain/prefix-kv.js'
 import type { ModelSpec } from '../domain/model-spec.js'

@@ -5,7 +5,7 @@
  * Turns the engine's plain arrays into tensors and back.
  */
 import * as ort from 'onnxruntime-node'
-import type { Cohort, Seq2seqShape } from './cohort.js'
+import type { Cohort, Seq2seqShape } from './seq2seq-cohort.js'
 import { pastName, presentName, type Seq2seqSessions } from './seq2seq-model.js'
 
 /** Token id written into source padding; the encoder mask hides it. */

@@ -5,10 +5,10 @@
  * Generation starts from decoder_start, so the repetition penalty sees the
  * decoder's ids as in transformers' generate.
  */
-import type { EngineSink } from '../engine-loop.js'
-import { Generation } from '../generation.js'
-import type { EngineOptions } from '../protocol.js'
-import type { ServingEngine } from '../serving-engine.js'
+import type { EngineSink } from './engine-loop.js'
+import { Generation } from './generation.js'
+import type { EngineOptions } from './protocol.js'
+import type { ServingEngine } from './serving-engine.js'
 import { Seq2seqLoop } from './seq2seq-loop.js'
 import { loadSeq2seqModel } from './seq2seq-model.js'
 import { Seq2seqRunner } from './seq2seq-runner.js'

@@ -13,7 +13,7 @@
  * the padding: a masked key gets zero attention weight, so padding is exact.
  * Pure: no ONNX Runtime.
  */
-import type { PrefixKV } from '../../domain/prefix-kv.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 
 export interface Seq2seqShape {
   numLayers: number

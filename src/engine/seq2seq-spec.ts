@@ -10,8 +10,8 @@
  */
 import { access, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ModelLoadError } from '../model-load-error.js'
-import type { ModelSpec } from '../../domain/model-spec.js'
+import { ModelLoadError } from './model-load-error.js'
+import type { ModelSpec } from '../domain/model-spec.js'
 
 type Json = Record<string, unknown>
 

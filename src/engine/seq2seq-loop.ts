@@ -8,16 +8,16 @@
  * - rows with a prefix start from the prefix as their self-attention past
  *   (PEFT's semantics) and feed decoder_start on top of it;
  * - every step, one with-past call per cohort (rows with equal past length,
- *   see cohort.ts): rows that joined at different times share a call whenever
+ *   see seq2seq-cohort.ts): rows that joined at different times share a call whenever
  *   prefix length + tokens so far agree, and cohorts merge when they meet.
  */
-import { flatError, flattenError } from '../../domain/error-table.js'
-import { epochMs } from '../../domain/clock.js'
-import type { EngineSink } from '../engine-loop.js'
-import type { Generation } from '../generation.js'
-import type { LoopStats, TokenEvent } from '../protocol.js'
-import { Scheduler, type SchedulerLimits } from '../scheduler.js'
-import { advance, gather, mergeByPastLength, pastOf, prefixPast, retain, type Cohort, type RowRef, type Seq2seqShape } from './cohort.js'
+import { flatError, flattenError } from '../domain/error-table.js'
+import { epochMs } from '../domain/clock.js'
+import type { EngineSink } from './engine-loop.js'
+import type { Generation } from './generation.js'
+import type { LoopStats, TokenEvent } from './protocol.js'
+import { Scheduler, type SchedulerLimits } from './scheduler.js'
+import { advance, gather, mergeByPastLength, pastOf, prefixPast, retain, type Cohort, type RowRef, type Seq2seqShape } from './seq2seq-cohort.js'
 import type { DecoderStep, EncodedSources, FirstStep } from './seq2seq-runner.js'
 
 export interface Seq2seqForward {

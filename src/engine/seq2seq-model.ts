@@ -5,10 +5,10 @@
  * sessions' inputs and outputs are checked against config.json at load.
  */
 import * as ort from 'onnxruntime-node'
-import { ModelLoadError } from '../model-load-error.js'
-import type { ModelSpec } from '../../domain/model-spec.js'
-import { sessionOptions, type SessionOptions } from '../onnx-session.js'
-import { TextTokenizer } from '../tokenizer.js'
+import { ModelLoadError } from './model-load-error.js'
+import type { ModelSpec } from '../domain/model-spec.js'
+import { sessionOptions, type SessionOptions } from './onnx-session.js'
+import { TextTokenizer } from './tokenizer.js'
 import { findSeq2seqFiles, readSeq2seqSpec } from './seq2seq-spec.js'
 
 export interface Seq2seqSessions {
