@@ -33,12 +33,6 @@ export interface Seq2seqLoopOptions {
   limits: SchedulerLimits
 }
 
-/** How many encoder rows and how much time the encoder took: the cost of admission, for the bench. */
-export interface EncoderCost {
-  rows: number
-  ms: number
-}
-
 export class Seq2seqLoop {
   private readonly scheduler: Scheduler<Generation>
   private readonly sources = new Map<number, readonly number[]>()
@@ -48,9 +42,6 @@ export class Seq2seqLoop {
   private stopping = false
   private steps = 0
   private lastBatchSize = 0
-  /** Decoder calls made (one per cohort per step): how much grouping by past length costs. */
-  decoderCalls = 0
-  readonly encoderCost: EncoderCost = { rows: 0, ms: 0 }
 
   constructor(
     private readonly forward: Seq2seqForward,
@@ -141,7 +132,6 @@ export class Seq2seqLoop {
   private async decode(cohort: Cohort, rows: Generation[], tokens: readonly number[], events: TokenEvent[], admittedAt?: number): Promise<Cohort | null> {
     const out = await this.guarded(rows, () => this.forward.step(cohort, tokens))
     if (!out) return null
-    this.decoderCalls++
     const V = this.opts.vocabSize
     rows.forEach((g, r) => events.push(withAdmission(g.step(out.logits, r * V), admittedAt)))
     return advance(cohort, out.presentKeys, out.presentValues)
@@ -155,10 +145,7 @@ export class Seq2seqLoop {
   private async admit(admitted: Generation[], sources: ReadonlyArray<readonly number[]>, events: TokenEvent[]): Promise<void> {
     const admittedAt = epochMs()
     const started = await this.guarded(admitted, async () => {
-      const t0 = performance.now()
       const enc = await this.forward.encode(sources)
-      this.encoderCost.rows += admitted.length
-      this.encoderCost.ms += performance.now() - t0
       return { enc, first: await this.forward.firstStep(enc, this.opts.decoderStartTokenId) }
     })
     if (!started) return

@@ -30,15 +30,17 @@ interface Harness {
   finished: Set<number>
   /** Rows of every with-past decoder call, in order. */
   calls: number[][]
+  /** Rows of every encoder call. */
+  encoded: number[]
   idle: Promise<void>
 }
 
 function harness(onStep: (rows: number[], loop: Seq2seqLoop) => void = () => {}, onTokens: (events: TokenEvent[], h: Harness) => void = () => {}): Harness {
   let loop: Seq2seqLoop
   let resolveIdle!: () => void
-  const h = { tokens: new Map<number, number[]>(), finished: new Set<number>(), calls: [] as number[][], idle: new Promise<void>((r) => (resolveIdle = r)) } as Harness
+  const h = { tokens: new Map<number, number[]>(), finished: new Set<number>(), calls: [] as number[][], encoded: [] as number[], idle: new Promise<void>((r) => (resolveIdle = r)) } as Harness
   const forward: Seq2seqForward = {
-    encode: (s) => runner.encode(s),
+    encode: (s) => (h.encoded.push(s.length), runner.encode(s)),
     firstStep: (e, start) => runner.firstStep(e, start),
     step: (cohort, tokens) => {
       h.calls.push([...cohort.rowIds])
@@ -98,7 +100,7 @@ t.test('cohorts: separate calls for different past lengths, one call once they m
   t.same(h.tokens.get(1), a.generated_ids)
   t.same(h.tokens.get(2), b.generated_ids)
   t.ok(h.calls.every((rows) => rows.length === 1), 'never one call for both: their past lengths never meet')
-  t.equal(h.loop.encoderCost.rows, 2)
+  t.same(h.encoded, [2], 'one encoder call for the two rows admitted together')
 
   // Request 6 (P = 8) admitted 8 steps after request 5 (P = 0): both pasts are 9 long after that step.
   const meeting = harness(undefined, (_events, h) => {
