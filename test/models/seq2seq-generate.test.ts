@@ -10,6 +10,7 @@ import t from 'tap'
 import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { GenerationParams, TokenEvent } from '../../src/engine/protocol.js'
+import { runModelGenerate } from '../../src/models/generate-command.js'
 import { generateSeq2seqModel } from '../../src/models/generate/seq2seq/seq2seq-directory.js'
 import { randomPrefixes, startFixture, tempDir } from '../helpers/batching-models.js'
 import { assertBatchingProperty, type TestEngine } from '../helpers/batching-property.js'
@@ -51,3 +52,13 @@ for (const [i, arch] of (['bart', 't5'] as const).entries()) {
     t.ok(report.requests >= 12, `${report.requests} requests, ${report.tokens} tokens`)
   })
 }
+
+t.test('the CLI writes them: --arch bart|t5 with their own sizes', async (t) => {
+  let err = ''
+  const run = (argv: string[]) => runModelGenerate(argv, { out: () => {}, err: (s) => (err += s) })
+  const out = join(dir, 'cli-t5')
+  t.equal(await run(['--arch', 't5', '--size', 'tiny', '--out', out, '--seed', '2']), 0)
+  t.same((await readdir(out)).sort(), OPTIMUM_FILES)
+  t.equal(await run(['--arch', 'bart', '--size', '15m', '--out', out]), 2)
+  t.match(err, /--size must be one of tiny, bench, got '15m'/)
+})
