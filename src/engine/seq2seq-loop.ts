@@ -11,12 +11,11 @@
  *   see seq2seq-cohort.ts): rows that joined at different times share a call whenever
  *   prefix length + tokens so far agree, and cohorts merge when they meet.
  */
-import { flatError, flattenError } from '../domain/error-table.js'
 import { epochMs } from '../domain/clock.js'
-import type { EngineSink } from './engine-loop.js'
 import type { Generation } from './generation.js'
-import type { LoopStats, TokenEvent } from './protocol.js'
-import { Scheduler, type SchedulerLimits } from './scheduler.js'
+import type { TokenEvent } from './protocol.js'
+import type { SchedulerLimits } from './scheduler.js'
+import { StepLoop, type EngineSink } from './step-loop.js'
 import { advance, gather, mergeByPastLength, pastOf, prefixPast, retain, type Cohort, type RowRef, type Seq2seqShape } from './seq2seq-cohort.js'
 import type { DecoderStep, EncodedSources, FirstStep } from './seq2seq-runner.js'
 
@@ -33,72 +32,31 @@ export interface Seq2seqLoopOptions {
   limits: SchedulerLimits
 }
 
-export class Seq2seqLoop {
-  private readonly scheduler: Scheduler<Generation>
+export class Seq2seqLoop extends StepLoop {
   private readonly sources = new Map<number, readonly number[]>()
   private cohorts: Cohort[] = []
-  private membershipChanged = false
-  private looping: Promise<void> | null = null
-  private stopping = false
-  private steps = 0
-  private lastBatchSize = 0
 
   constructor(
     private readonly forward: Seq2seqForward,
     private readonly opts: Seq2seqLoopOptions,
-    private readonly sink: EngineSink,
-    private readonly now: () => number = Date.now,
+    sink: EngineSink,
+    now: () => number = Date.now,
   ) {
-    this.scheduler = new Scheduler(opts.limits)
+    super(opts.limits, sink, now)
   }
 
   /** A request whose Generation starts from [decoder_start]; its source text goes to the encoder. */
   submit(gen: Generation, sourceIds: readonly number[]): void {
-    if (!this.scheduler.enqueue(gen)) {
-      this.sink.failed(gen.id, flatError('PREFIXD_OVERLOADED', 'too many requests are waiting; retry later'))
-      return
-    }
     this.sources.set(gen.id, sourceIds)
-    this.kick()
+    if (!this.enqueue(gen)) this.sources.delete(gen.id)
   }
 
-  cancel(id: number): void {
-    const wasRunning = this.scheduler.runningRequest(id) !== undefined
-    if (this.scheduler.remove(id)) {
-      this.sources.delete(id)
-      if (wasRunning) this.membershipChanged = true
-    }
+  override cancel(id: number): void {
+    super.cancel(id)
+    this.sources.delete(id)
   }
 
-  stats(): LoopStats {
-    const running = this.scheduler.runningCount
-    return { running, waiting: this.scheduler.waitingCount, batchSize: running === 0 ? 0 : this.lastBatchSize, steps: this.steps }
-  }
-
-  /** Stops at the next step boundary, never inside a forward pass. */
-  stop(): Promise<void> {
-    this.stopping = true
-    return this.looping ?? Promise.resolve()
-  }
-
-  private kick(): void {
-    if (this.looping || this.stopping) return
-    this.looping = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.loop())
-  }
-
-  private async loop(): Promise<void> {
-    try {
-      while (!this.scheduler.idle && !this.stopping) {
-        await this.step()
-        await new Promise<void>((resolve) => setImmediate(resolve))
-      }
-    } finally {
-      this.looping = null
-      this.sink.idle(this.stats())
-    }
-  }
-
-  async step(): Promise<void> {
+  override async step(): Promise<void> {
     this.expireDeadlines()
     const plan = this.scheduler.nextStep()
     const events: TokenEvent[] = []
@@ -130,7 +88,7 @@ export class Seq2seqLoop {
 
   /** One with-past call for a cohort; returns it advanced, or null if the call failed (its rows failed). */
   private async decode(cohort: Cohort, rows: Generation[], tokens: readonly number[], events: TokenEvent[], admittedAt?: number): Promise<Cohort | null> {
-    const out = await this.guarded(rows, () => this.forward.step(cohort, tokens))
+    const out = await this.runGuarded(rows, () => this.forward.step(cohort, tokens))
     if (!out) return null
     const V = this.opts.vocabSize
     rows.forEach((g, r) => events.push(withAdmission(g.step(out.logits, r * V), admittedAt)))
@@ -144,7 +102,7 @@ export class Seq2seqLoop {
    */
   private async admit(admitted: Generation[], sources: ReadonlyArray<readonly number[]>, events: TokenEvent[]): Promise<void> {
     const admittedAt = epochMs()
-    const started = await this.guarded(admitted, async () => {
+    const started = await this.runGuarded(admitted, async () => {
       const enc = await this.forward.encode(sources)
       return { enc, first: await this.forward.firstStep(enc, this.opts.decoderStartTokenId) }
     })
@@ -180,28 +138,6 @@ export class Seq2seqLoop {
       const start = refs.map(() => this.opts.decoderStartTokenId)
       const next = await this.decode(cohort, refs.map((ref) => admitted[ref.row]), start, events, admittedAt)
       if (next) this.cohorts.push(next)
-    }
-  }
-
-  /** A failed forward pass fails the requests in it, not the engine. */
-  private async guarded<T>(rows: Generation[], run: () => Promise<T>): Promise<T | null> {
-    try {
-      return await run()
-    } catch (err) {
-      for (const g of rows) {
-        this.cancel(g.id)
-        this.sink.failed(g.id, flattenError(err))
-      }
-      return null
-    }
-  }
-
-  private expireDeadlines(): void {
-    const now = this.now()
-    const expired = [...this.scheduler.waitingRequests(), ...this.scheduler.runningRequests()].filter((g) => g.params.deadline <= now)
-    for (const g of expired) {
-      this.cancel(g.id)
-      this.sink.failed(g.id, flatError('PREFIXD_DEADLINE_EXCEEDED', 'the request ran past its deadline'))
     }
   }
 }
