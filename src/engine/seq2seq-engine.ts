@@ -25,13 +25,7 @@ export async function openSeq2seqEngine(opts: EngineOptions, sink: EngineSink): 
       shape,
       vocabSize: spec.vocabSize,
       decoderStartTokenId: start,
-      limits: {
-        maxBatchSize: opts.maxBatchSize,
-        maxBatchTokens: opts.maxBatchTokens,
-        maxPrefillTokens: opts.maxPrefillTokens,
-        maxWaiting: opts.maxWaiting,
-        maxWaitingPerTenant: opts.maxWaitingPerTenant,
-      },
+      limits: opts,
     },
     sink,
   )
