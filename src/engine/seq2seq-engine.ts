@@ -31,8 +31,11 @@ export async function openSeq2seqEngine(opts: EngineOptions, sink: EngineSink): 
   )
   return {
     spec,
-    submit: (msg, prefixes) =>
-      loop.submit(new Generation(msg.id, [start], prefixes, msg.params, spec.vocabSize, eos, tokenizer), msg.promptIds),
+    submit: (msg, prefixes) => {
+      // A tokenizer without a post-processor encodes "" as nothing; an encoder over no tokens has nothing to attend.
+      if (msg.promptIds.length === 0) throw new Error('the source text encodes to no tokens: nothing to encode')
+      loop.submit(new Generation(msg.id, [start], prefixes, msg.params, spec.vocabSize, eos, tokenizer), msg.promptIds)
+    },
     cancel: (id) => loop.cancel(id),
     stop: () => loop.stop(),
     warmUp: async () => {
