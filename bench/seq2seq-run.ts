@@ -14,6 +14,7 @@
 import { access } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import type { AdapterContribution } from '../src/domain/adapter-contribution.js'
 import type { PrefixKV } from '../src/domain/prefix-kv.js'
 import { Generation } from '../src/engine/generation.js'
 import { Seq2seqLoop, type Seq2seqForward } from '../src/engine/seq2seq-loop.js'
@@ -83,6 +84,7 @@ let nextId = 1
 
 /** Every row submitted at once; timed from the first submit to the last finished token. */
 async function batch(prefixOf: (row: number) => PrefixKV[]): Promise<Throughput> {
+  const adaptersOf = (row: number): AdapterContribution[] => prefixOf(row).map((prefix) => ({ kind: 'past_kv', prefix }))
   // No EOS: every row generates exactly NEW_TOKENS, so the variants do the same work and
   // rows that happen to stop early do not shrink one variant's batches.
   const eos = new Set<number>()
@@ -92,7 +94,7 @@ async function batch(prefixOf: (row: number) => PrefixKV[]): Promise<Throughput>
   const done = sources.map((source, row) => {
     const id = nextId++
     const finished = new Promise<void>((resolve) => finishWaiters.set(id, resolve))
-    loop.submit(new Generation(id, [spec.decoderStartTokenId!], prefixOf(row), greedyParams(NEW_TOKENS), spec.vocabSize, eos, tokenizer), source)
+    loop.submit(new Generation(id, [spec.decoderStartTokenId!], adaptersOf(row), greedyParams(NEW_TOKENS), spec.vocabSize, eos, tokenizer), source)
     return finished
   })
   await Promise.all(done)

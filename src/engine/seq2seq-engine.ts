@@ -9,7 +9,7 @@ import type { EngineSink } from './engine-loop.js'
 import { Generation } from './generation.js'
 import type { EngineOptions } from './protocol.js'
 import type { ServingEngine } from './serving-engine.js'
-import { Seq2seqLoop } from './seq2seq-loop.js'
+import { pastContributions, Seq2seqLoop } from './seq2seq-loop.js'
 import { loadSeq2seqModel } from './seq2seq-model.js'
 import { Seq2seqRunner } from './seq2seq-runner.js'
 
@@ -31,10 +31,14 @@ export async function openSeq2seqEngine(opts: EngineOptions, sink: EngineSink): 
   )
   return {
     spec,
-    submit: (msg, prefixes) => {
+    // Prefixes only: the decoder's self-attention past. Prompt-learning adapters would need input embeddings.
+    accepts: ['past_kv'],
+    submit: (msg, adapters) => {
       // A tokenizer without a post-processor encodes "" as nothing; an encoder over no tokens has nothing to attend.
       if (msg.promptIds.length === 0) throw new Error('the source text encodes to no tokens: nothing to encode')
-      loop.submit(new Generation(msg.id, [start], prefixes, msg.params, spec.vocabSize, eos, tokenizer), msg.promptIds)
+      const gen = new Generation(msg.id, [start], adapters, msg.params, spec.vocabSize, eos, tokenizer)
+      pastContributions(gen)
+      loop.submit(gen, msg.promptIds)
     },
     cancel: (id) => loop.cancel(id),
     stop: () => loop.stop(),

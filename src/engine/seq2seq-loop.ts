@@ -12,6 +12,7 @@
  *   prefix length + tokens so far agree, and cohorts merge when they meet.
  */
 import { epochMs } from '../domain/clock.js'
+import type { PrefixKV } from '../domain/prefix-kv.js'
 import type { Generation } from './generation.js'
 import type { TokenEvent } from './protocol.js'
 import type { SchedulerLimits } from './scheduler.js'
@@ -121,12 +122,13 @@ export class Seq2seqLoop extends StepLoop {
     }
     const plain: RowRef[] = []
     const byPrefixLength = new Map<number, RowRef[]>()
+    const prefixes = admitted.map(pastContributions)
     admitted.forEach((g, row) => {
-      if (g.prefixes.length === 0) {
+      if (prefixes[row].length === 0) {
         plain.push({ cohort: batch, row })
         events.push({ ...g.step(first.logits, row * this.opts.vocabSize), admittedAt })
       } else {
-        const P = g.prefixes.reduce((n, p) => n + p.numVirtualTokens, 0)
+        const P = prefixes[row].reduce((n, p) => n + p.numVirtualTokens, 0)
         byPrefixLength.set(P, [...(byPrefixLength.get(P) ?? []), { cohort: batch, row }])
       }
     })
@@ -134,12 +136,20 @@ export class Seq2seqLoop extends StepLoop {
     if (plain.length === admitted.length) this.cohorts.push(batch)
     else if (plain.length > 0) this.cohorts.push(gather(shape, plain, plain.map((ref) => pastOf(ref, shape))))
     for (const refs of byPrefixLength.values()) {
-      const cohort = gather(shape, refs, refs.map((ref) => prefixPast(admitted[ref.row].prefixes, shape)))
+      const cohort = gather(shape, refs, refs.map((ref) => prefixPast(prefixes[ref.row], shape)))
       const start = refs.map(() => this.opts.decoderStartTokenId)
       const next = await this.decode(cohort, refs.map((ref) => admitted[ref.row]), start, events, admittedAt)
       if (next) this.cohorts.push(next)
     }
   }
+}
+
+/** A row's prefixes: encoder-decoder models take past key/values only (the engine refuses other contributions at submit). */
+export function pastContributions(g: Pick<Generation, 'adapters'>): PrefixKV[] {
+  return g.adapters.map((a) => {
+    if (a.kind !== 'past_kv') throw new TypeError(`an encoder-decoder model takes past_kv adapters, not ${a.kind}`)
+    return a.prefix
+  })
 }
 
 function withAdmission(event: TokenEvent, admittedAt: number | undefined): TokenEvent {

@@ -4,13 +4,15 @@
  * EngineSink it was opened with. Decoder-only and encoder-decoder models each
  * build one (worker.ts, seq2seq-engine.ts).
  */
-import type { PrefixKV } from '../domain/prefix-kv.js'
+import type { AdapterContribution, ContributionKind } from '../domain/adapter-contribution.js'
 import type { ModelSpec } from '../domain/model-spec.js'
 import type { SubmitMessage } from './protocol.js'
 
 export interface ServingEngine {
   spec: ModelSpec
-  submit(msg: SubmitMessage, prefixes: PrefixKV[]): void
+  /** The adapter contributions this model can take (the store refuses the others). */
+  accepts: ContributionKind[]
+  submit(msg: SubmitMessage, adapters: AdapterContribution[]): void
   cancel(id: number): void
   stop(): Promise<void>
   /** One small pass before the server says it is ready: the first run of a session allocates and plans. */

@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { flatError, flattenError } from '../domain/error-table.js'
-import type { PrefixKV } from '../domain/prefix-kv.js'
+import type { AdapterContribution } from '../domain/adapter-contribution.js'
 import { buildPrefill } from './batch/forward-feed.js'
 import { EngineLoop, type EngineSink } from './engine-loop.js'
 import { ForwardRunner } from './forward-runner.js'
@@ -15,6 +15,7 @@ import { loadModel } from './loaded-model.js'
 import { isEncoderDecoderFolder } from './seq2seq-spec.js'
 import { openSeq2seqEngine } from './seq2seq-engine.js'
 import type { ServingEngine } from './serving-engine.js'
+import { acceptedContributions } from './onnx-signature.js'
 import { PROTOCOL_VERSION, type EngineOptions, type FromWorker, type SubmitMessage, type ToWorker } from './protocol.js'
 
 const port = parentPort!
@@ -28,38 +29,33 @@ async function openDecoderEngine(sink: EngineSink): Promise<ServingEngine> {
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
   const runner = new ForwardRunner(model.session, model.signature, shape)
   const eos = new Set(spec.eosTokenIds)
-  const loop = new EngineLoop(
-    runner,
-    shape,
-    spec.vocabSize,
-    opts,
-    sink,
-  )
+  const loop = new EngineLoop(runner, shape, spec.vocabSize, opts, sink)
   return {
     spec,
-    submit: (msg, prefixes) => loop.submit(new Generation(msg.id, msg.promptIds, prefixes, msg.params, spec.vocabSize, eos, tokenizer)),
+    accepts: acceptedContributions(model.signature),
+    submit: (msg, adapters) => loop.submit(new Generation(msg.id, msg.promptIds, adapters, msg.params, spec.vocabSize, eos, tokenizer)),
     cancel: (id) => loop.cancel(id),
     stop: () => loop.stop(),
     warmUp: async () => {
-      await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], prefixes: [] }]).feed)
+      await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], adapters: [] }]).feed)
     },
   }
 }
 
 async function main(): Promise<void> {
-  const prefixes = new Map<string, PrefixKV>()
+  const adapters = new Map<string, AdapterContribution>()
   const sink: EngineSink = {
-    tokens: (events, stats) => send({ v: PROTOCOL_VERSION, type: 'tokens', events, stats: { ...stats, prefixesCached: prefixes.size } }),
+    tokens: (events, stats) => send({ v: PROTOCOL_VERSION, type: 'tokens', events, stats: { ...stats, prefixesCached: adapters.size } }),
     failed: (id, error) => send({ v: PROTOCOL_VERSION, type: 'failed', id, error }),
-    idle: (stats) => send({ v: PROTOCOL_VERSION, type: 'stats', stats: { ...stats, prefixesCached: prefixes.size } }),
+    idle: (stats) => send({ v: PROTOCOL_VERSION, type: 'stats', stats: { ...stats, prefixesCached: adapters.size } }),
   }
   // An encoder-decoder folder (config.json is_encoder_decoder) gets its own runner and loop.
   const engine = (await isEncoderDecoderFolder(opts.modelDir)) ? await openSeq2seqEngine(opts, sink) : await openDecoderEngine(sink)
 
   const submit = (msg: SubmitMessage) => {
-    const resolved: PrefixKV[] = []
-    for (const key of msg.prefixKeys) {
-      const p = prefixes.get(key)
+    const resolved: AdapterContribution[] = []
+    for (const key of msg.adapterKeys) {
+      const p = adapters.get(key)
       if (!p) {
         send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flatError('PREFIXD_PREFIX_NOT_FOUND', `prefix '${key}' not found`) })
         return
@@ -81,11 +77,11 @@ async function main(): Promise<void> {
         return submit(msg)
       case 'cancel':
         return engine.cancel(msg.id)
-      case 'putPrefix':
-        prefixes.set(msg.key, msg.prefix)
+      case 'putAdapter':
+        adapters.set(msg.key, msg.adapter)
         return
-      case 'dropPrefix':
-        prefixes.delete(msg.key)
+      case 'dropAdapter':
+        adapters.delete(msg.key)
         return
       case 'shutdown':
         // Finish the forward pass in progress, then end the thread cleanly.
@@ -96,7 +92,7 @@ async function main(): Promise<void> {
   // Warm-up: the first run of a session allocates and plans; pay that before
   // the server says it is ready, not on a user's first request.
   await engine.warmUp()
-  send({ v: PROTOCOL_VERSION, type: 'ready', spec: engine.spec })
+  send({ v: PROTOCOL_VERSION, type: 'ready', spec: engine.spec, accepts: engine.accepts })
 }
 
 main().catch((err: unknown) => {

@@ -10,8 +10,8 @@
  */
 import t from 'tap'
 import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
-import type { PrefixKV } from '../../src/domain/prefix-kv.js'
-import { seededPrefix, startFixture } from '../helpers/batching-models.js'
+import type { AdapterContribution } from '../../src/domain/adapter-contribution.js'
+import { pastKv, seededPrefix, startFixture } from '../helpers/batching-models.js'
 import { assertBatchingProperty } from '../helpers/batching-property.js'
 import { SEQ2SEQ_FIXTURES } from '../helpers/seq2seq-data.js'
 
@@ -21,10 +21,10 @@ const SEED = 20261201
 for (const [i, fx] of SEQ2SEQ_FIXTURES.entries()) {
   t.test(`${fx.name}: batched equals alone`, async (t) => {
     const target = await startFixture(t, fx.name, fx.modelDir, async (spec) => {
-      const map = new Map<string, PrefixKV>()
-      map.set(fx.adapterName, (await loadPrefixFolder(fx.adapterDir, { maxFileBytes: 1 << 24 })).prefix)
-      map.set('rand3', seededPrefix(spec, 3, 31))
-      map.set('rand5', seededPrefix(spec, 5, 53))
+      const map = new Map<string, AdapterContribution>()
+      map.set(fx.adapterName, (await loadPrefixFolder(fx.adapterDir, { maxFileBytes: 1 << 24 })).contribution)
+      map.set('rand3', pastKv(seededPrefix(spec, 3, 31)))
+      map.set('rand5', pastKv(seededPrefix(spec, 5, 53)))
       return map
     })
     const greedy = await assertBatchingProperty(target, {}, { numRuns: RUNS, seed: SEED + i })

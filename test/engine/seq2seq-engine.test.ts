@@ -34,9 +34,10 @@ for (const fx of SEQ2SEQ_FIXTURES) {
     t.teardown(() => engine.close())
     t.equal(engine.spec.architecture, 'encoder-decoder')
     t.equal(engine.spec.numLayers, 2)
-    const { prefix, architecture } = await loadPrefixFolder(fx.adapterDir, { maxFileBytes: 1 << 24 })
+    const { contribution, architecture } = await loadPrefixFolder(fx.adapterDir, { maxFileBytes: 1 << 24 })
     t.equal(architecture, 'encoder-decoder')
-    engine.putPrefix(fx.adapterName, prefix)
+    t.same([...engine.accepts], ['past_kv'], 'prefixes only')
+    engine.putAdapter(fx.adapterName, contribution)
 
     const run = (c: Seq2seqCase, keys: string[]) => generate(engine, c.source_ids, keys, greedyParams(MAX_NEW))
     const check = (t: Test, events: TokenEvent[], c: Seq2seqCase, what: string) => {

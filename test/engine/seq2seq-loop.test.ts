@@ -21,7 +21,7 @@ const model = await loadSeq2seqModel(fx.modelDir, { executionProvider: 'cpu', in
 const { spec, tokenizer } = model
 const shape = { numLayers: spec.numLayers, numHeads: spec.numKvHeads, headDim: spec.headDim, hiddenSize: spec.hiddenSize }
 const runner = new Seq2seqRunner(model.sessions, shape)
-const adapter = (await loadPrefixFolder(fx.adapterDir, { maxFileBytes: 1 << 20 })).prefix
+const adapter = (await loadPrefixFolder(fx.adapterDir, { maxFileBytes: 1 << 20 })).contribution
 const LIMITS = { maxBatchSize: 8, maxBatchTokens: 4096, maxPrefillTokens: 4096, maxWaiting: 8 }
 
 interface Harness {

@@ -75,10 +75,11 @@ t.test('store: a prefix for the other kind of model is a 422 naming both kinds',
   }
   const seq2seqPrefix = upload(SEQ2SEQ_CONFIG)
   const causalPrefix = upload({})
-  t.equal(toStoredBlob(seq2seqPrefix, seq2seqSpec, 'ok').numLayers, 2)
-  t.equal(toStoredBlob(causalPrefix, decoderSpec, 'ok').numLayers, 2)
-  t.throws(() => toStoredBlob(seq2seqPrefix, decoderSpec, 'ed'), { statusCode: 422, message: "prefix 'ed' was trained for an encoder-decoder model; this server's model is decoder-only" })
-  t.throws(() => toStoredBlob(causalPrefix, seq2seqSpec, 'do'), { statusCode: 422, message: "prefix 'do' was trained for a decoder-only model; this server's model is encoder-decoder" })
+  const served = (spec: ModelSpec) => ({ spec, accepts: new Set(['past_kv'] as const) })
+  t.equal(toStoredBlob(seq2seqPrefix, served(seq2seqSpec), 'ok').shape.num_layers, 2)
+  t.equal(toStoredBlob(causalPrefix, served(decoderSpec), 'ok').shape.num_layers, 2)
+  t.throws(() => toStoredBlob(seq2seqPrefix, served(decoderSpec), 'ed'), { statusCode: 422, message: "prefix 'ed' was trained for an encoder-decoder model; this server's model is decoder-only" })
+  t.throws(() => toStoredBlob(causalPrefix, served(seq2seqSpec), 'do'), { statusCode: 422, message: "prefix 'do' was trained for a decoder-only model; this server's model is encoder-decoder" })
 })
 
 t.test('spec of an encoder-decoder config: the decoder side, and T5 without a position table', async (t) => {

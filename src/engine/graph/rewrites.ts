@@ -4,5 +4,6 @@
  * an input the exported graph does not take.
  */
 import type { GraphRewrite } from './graph-rewrite.js'
+import { inputsEmbedsRewrite } from './inputs-embeds-rewrite.js'
 
-export const MODEL_REWRITES: readonly GraphRewrite[] = []
+export const MODEL_REWRITES: readonly GraphRewrite[] = [inputsEmbedsRewrite]
