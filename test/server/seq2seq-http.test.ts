@@ -14,6 +14,7 @@ import { request } from 'undici'
 import { startApp, type GenerateReply } from '../helpers/app.js'
 import { buildPeftAdapter } from '../helpers/prefix-fixtures.js'
 import { peftFolderFiles, upload } from '../helpers/prefix-upload.js'
+import { promptAdaptersDir } from '../helpers/prompt-adapters.js'
 import { readEvents } from '../helpers/sse.js'
 import { SEQ2SEQ_FIXTURES } from '../helpers/seq2seq-data.js'
 
@@ -37,6 +38,10 @@ t.test('store: the PEFT SEQ_2_SEQ_LM adapter is accepted, a decoder-only one of 
   const refused = await upload(app, 'POST', '/prefixes', { 'adapter_config.json': decoderOnly.configJson, 'adapter_model.safetensors': decoderOnly.safetensors }, { id: 'causal' })
   t.equal(refused.status, 422)
   t.match(refused.body.error, /trained for a decoder-only model; this server's model is encoder-decoder/)
+  // Prompt tuning for a model of the same hidden size (64): it needs input embeddings, which this engine does not take.
+  const prompt = await upload(app, 'POST', '/prefixes', peftFolderFiles(join(promptAdaptersDir, 'pt-cat-luna')), { id: 'prompt' })
+  t.equal(prompt.status, 422)
+  t.match(prompt.body.error, /needs input embeddings/)
 })
 
 t.test('/generate: PEFT and transformers greedy ids, every request at once', async (t) => {
