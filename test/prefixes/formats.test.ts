@@ -5,7 +5,7 @@
  * malformed.test.ts.
  */
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import t from 'tap'
 import type { ModelSpec } from '../../src/domain/model-spec.js'
 import { PrefixShapeMismatchError } from '../../src/errors.js'
@@ -17,11 +17,11 @@ import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
 import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { parseSafetensors, serializeSafetensors } from '../../src/prefixes/safetensors.js'
 import { assertPrefixFitsModel, assertVirtualTokensFit, prefixShapeMismatches } from '../../src/prefixes/shape-check.js'
+import { storiesPrefixesDir } from '../helpers/shared-data.js'
 import { buildNativeFile, buildPeftAdapter, encodeFloats, floatToBF16Bits, floatToHalfBits } from '../helpers/prefix-fixtures.js'
 
-const SHARED = new URL('../../../shared/prefixes/stories260K/', import.meta.url)
-const folder = (id: string) => fileURLToPath(new URL(`${id}/`, SHARED))
-const readShared = (id: string, file: string) => readFileSync(new URL(`${id}/${file}`, SHARED))
+const folder = (id: string) => join(storiesPrefixesDir, id)
+const readShared = (id: string, file: string) => readFileSync(join(storiesPrefixesDir, id, file))
 
 /** stories260K: 5 layers, 8 query heads, 4 key/value heads of size 8 (from its README). */
 const stories260K: ModelSpec = {
