@@ -49,6 +49,7 @@ export async function openSeq2seqEngine(opts: EngineOptions, sink: EngineSink): 
         { rowIds: [0], pastLen: 1, selfKeys: first.selfKeys, selfValues: first.selfValues, crossKeys: first.crossKeys, crossValues: first.crossValues, encoderHidden: enc.hidden, encoderMask: enc.mask, sourceLen: enc.sourceLen },
         [start],
       )
+      return spec
     },
   }
 }

@@ -109,12 +109,18 @@ export function seq2seqSpecFromConfig(cfg: Json, generation: Json = {}): ModelSp
     numAttentionHeads: heads,
     numKvHeads: heads,
     headDim,
+    valueHeadDim: headDim,
     hiddenSize,
     vocabSize: requirePositive(cfg, ['vocab_size'], 'vocabulary size'),
     maxPositions: pick(cfg, ['max_position_embeddings', 'n_positions']) ?? RELATIVE_POSITION_LIMIT,
     bosTokenId: pick(generation, ['bos_token_id']) ?? pick(cfg, ['bos_token_id']) ?? null,
     eosTokenIds: tokenIds(generation.eos_token_id ?? cfg.eos_token_id),
     padTokenId: pick(cfg, ['pad_token_id']) ?? null,
+    prefixRefusal: null,
+    quantization: null,
+    // Exact by construction: rows share a decoder call only when their past lengths agree (seq2seq-cohort.ts).
+    batchInvariant: true,
+    graphRewrites: [],
     architecture: 'encoder-decoder',
     decoderStartTokenId: decoderStart,
   }

@@ -15,7 +15,10 @@ export interface ServingEngine {
   submit(msg: SubmitMessage, adapters: AdapterContribution[]): void
   cancel(id: number): void
   stop(): Promise<void>
-  /** One small pass before the server says it is ready: the first run of a session allocates and plans. */
-  warmUp(): Promise<void>
+  /**
+   * Small passes before the server says it is ready (the first run of a session
+   * allocates and plans); resolves to the spec with what they measured.
+   */
+  warmUp(): Promise<ModelSpec>
 }
 

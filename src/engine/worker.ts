@@ -8,6 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { flatError, flattenError } from '../domain/error-table.js'
 import type { AdapterContribution } from '../domain/adapter-contribution.js'
 import { buildPrefill } from './batch/forward-feed.js'
+import { probeBatchInvariance } from './batch-invariance-probe.js'
 import { EngineLoop, type EngineSink } from './engine-loop.js'
 import { ForwardRunner } from './forward-runner.js'
 import { Generation } from './generation.js'
@@ -26,7 +27,7 @@ const opts = workerData as EngineOptions
 async function openDecoderEngine(sink: EngineSink): Promise<ServingEngine> {
   const model = await loadModel(opts.modelDir, opts)
   const { spec, tokenizer } = model
-  const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
+  const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, valueHeadDim: spec.valueHeadDim }
   const runner = new ForwardRunner(model.session, model.signature, shape)
   const eos = new Set(spec.eosTokenIds)
   const loop = new EngineLoop(runner, shape, spec.vocabSize, opts, sink)
@@ -38,6 +39,8 @@ async function openDecoderEngine(sink: EngineSink): Promise<ServingEngine> {
     stop: () => loop.stop(),
     warmUp: async () => {
       await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], adapters: [] }]).feed)
+      const probeTokens = [spec.bosTokenId ?? 0, 3, 4, 5, 6, 7, 8].map((id) => id % spec.vocabSize)
+      return { ...spec, batchInvariant: await probeBatchInvariance(runner, shape, spec.vocabSize, probeTokens) }
     },
   }
 }
@@ -91,8 +94,8 @@ async function main(): Promise<void> {
   })
   // Warm-up: the first run of a session allocates and plans; pay that before
   // the server says it is ready, not on a user's first request.
-  await engine.warmUp()
-  send({ v: PROTOCOL_VERSION, type: 'ready', spec: engine.spec, accepts: engine.accepts })
+  const spec = await engine.warmUp()
+  send({ v: PROTOCOL_VERSION, type: 'ready', spec, accepts: engine.accepts })
 }
 
 main().catch((err: unknown) => {
