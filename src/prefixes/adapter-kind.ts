@@ -9,7 +9,7 @@
  * listed in one table (kinds.ts).
  */
 import type { LoraProjection } from '../domain/lora-weights.js'
-import type { ModelSpec } from '../domain/model-spec.js'
+import type { ModelArchitecture, ModelSpec } from '../domain/model-spec.js'
 import type { AdapterContribution, ContributionKind } from '../domain/adapter-contribution.js'
 import type { SafetensorsFile } from './safetensors.js'
 
@@ -28,6 +28,8 @@ export interface KindTensors {
   contribution: AdapterContribution
   /** The dtype the values came in (F32, F16, BF16); stored blobs are always F32. */
   dtype: string
+  /** The kind of model PEFT trained it for, when its config says (task type). */
+  architecture?: ModelArchitecture
 }
 
 /** The shape fields a record shows for an adapter; each kind fills the ones that describe it. */

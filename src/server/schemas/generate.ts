@@ -1,5 +1,5 @@
 import Type, { type Static } from 'typebox'
-import { nullable, PrefixId } from './common.js'
+import { MAX_COUNT, nullable, PrefixId } from './common.js'
 
 /** Ids joined by '+' (never part of an id): a pair such as a prefix and a LoRA, in one string. */
 const JoinedIds = Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}(\\+[A-Za-z0-9._-]{1,128}){1,7}$' })
@@ -13,10 +13,10 @@ export const GenerateParameters = Type.Object(
   {
     prefix_id: nullable(PrefixRef),
     adapter_id: nullable(PrefixRef),
-    max_new_tokens: nullable(Type.Integer({ minimum: 1, description: 'Most tokens to generate.' })),
+    max_new_tokens: nullable(Type.Integer({ minimum: 1, maximum: MAX_COUNT, description: 'Most tokens to generate.' })),
     do_sample: nullable(Type.Boolean({ description: 'Sample instead of greedy decoding.' })),
     temperature: nullable(Type.Number({ exclusiveMinimum: 0, description: 'Softmax temperature (> 0).' })),
-    top_k: nullable(Type.Integer({ minimum: 1, description: 'Sample among the k most likely tokens.' })),
+    top_k: nullable(Type.Integer({ minimum: 1, maximum: MAX_COUNT, description: 'Sample among the k most likely tokens.' })),
     top_p: nullable(Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Nucleus sampling mass, in (0, 1].' })),
     repetition_penalty: nullable(Type.Number({ exclusiveMinimum: 0, description: 'CTRL repetition penalty (1 = off).' })),
     seed: nullable(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Sampling seed.' })),
