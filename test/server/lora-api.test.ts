@@ -125,4 +125,7 @@ t.test('LORA_TARGET_MODULES=none: the model loads as is and LoRA uploads are ref
   const r = await upload(plain, 'POST', '/prefixes', peftFolderFiles(kikiDir), { id: 'kiki' })
   t.equal(r.status, 422)
   t.match(r.body.error, /serves no LoRA/)
+  const rewrites = async (a: typeof app) => ((await a.inject({ method: 'GET', url: '/info' })).json() as { graph_rewrites: string[] }).graph_rewrites
+  t.ok((await rewrites(app)).includes('lora_per_row'), '/info names the LoRA rewrite where it applied')
+  t.notOk((await rewrites(plain)).includes('lora_per_row'), 'and not where LoRA is off')
 })

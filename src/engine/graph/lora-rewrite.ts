@@ -124,7 +124,7 @@ function batchDimOf(graph: GraphProto): number | string {
 export function loraRewriteFor(targets: (leafName: string) => boolean): GraphRewrite {
   const targeted = (graph: GraphProto) => findLoraProjections(graph).filter((p) => targets(leafOfKey(p.key)))
   return {
-    name: 'lora-per-row',
+    name: 'lora_per_row',
     needed(model: ModelProto): boolean {
       const graph = model.graph
       if (!graph || graph.input.some((i) => LORA_INPUT.test(i.name))) return false

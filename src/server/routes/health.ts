@@ -43,7 +43,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
             value_head_dim: Type.Integer(),
             vocab_size: Type.Integer(),
             max_positions: Type.Integer(),
-            graph_rewrites: Type.Array(Type.String(), { description: 'Rewrites applied to the graph at load, each exact (position_ids: positions as an input; float32_io: float32 key/values and logits)' }),
+            graph_rewrites: Type.Array(Type.String(), { description: 'Rewrites applied to the graph at load, each exact (position_ids: positions as an input; inputs_embeds: virtual tokens as input embeddings; lora_per_row: per-row LoRA factors; float32_io: float32 key/values and logits)' }),
             quantization: Type.Union([Type.Literal('int8-dynamic'), Type.Null()]),
             batch_invariant: Type.Boolean({
               description: "Whether a request's output is the same whatever shares its batch (false for dynamically quantized models)",
