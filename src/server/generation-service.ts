@@ -1,7 +1,8 @@
 /**
- * Turns a validated /generate body into an engine request and collects its
- * result: parameter defaults, prefix resolution, the position budget check,
- * and cancellation when the client goes away.
+ * Turns a GenerationRequest (what a front end made of its body) into an
+ * engine request and collects its result: validation, parameter defaults,
+ * prefix resolution, the position budget check, and cancellation when the
+ * client goes away.
  */
 import type { Config } from '../config/schema.js'
 import type { EngineClient } from '../engine/engine-client.js'
@@ -9,12 +10,12 @@ import type { FinishReason, GenerationParams, TokenEvent } from '../engine/proto
 import { normalizeSamplingParams } from '../engine/sampling/sampling-params.js'
 import type { TextTokenizer } from '../engine/tokenizer.js'
 import type { FastifyBaseLogger } from 'fastify'
-import { CancelledError, PromptTooLongError, ValidationError } from '../errors.js'
+import { CancelledError, PromptTooLongError } from '../errors.js'
 import { errorTypeOf, type CodedError } from '../domain/error-table.js'
 import { epochMs } from '../domain/clock.js'
 import type { Principal } from '../auth/api-keys.js'
 import type { ResolvedPrefix } from '../prefixes/store/prefix-record.js'
-import type { GenerateBodyT } from './schemas/generate.js'
+import { invalidField, type GenerationRequest } from './generation-request.js'
 
 export interface PrefixResolver {
   /** The prefix as this caller may use it; another tenant's private prefix is "not found". */
@@ -24,14 +25,13 @@ export interface PrefixResolver {
 /** Who calls when no authentication is configured: everyone, with every right. */
 export const OPEN_PRINCIPAL: Principal = { tenant: 'anonymous', role: 'admin' }
 
+/** A validated request, as the engine will run it; read-only from here on. */
 export interface PreparedRequest {
   /** When the request arrived (epoch ms), for queue and latency metrics. */
-  arrivedAt: number
-  promptIds: number[]
-  prefixes: ResolvedPrefix[]
-  params: GenerationParams
-  details: boolean
-  returnFullText: boolean
+  readonly arrivedAt: number
+  readonly promptIds: number[]
+  readonly prefixes: ResolvedPrefix[]
+  readonly params: Readonly<GenerationParams>
 }
 
 export interface RequestTimings {
@@ -61,18 +61,6 @@ export interface RequestReport {
   timings: RequestTimings
 }
 
-type Params = NonNullable<GenerateBodyT['parameters']>
-
-function prefixIds(p: Params): string[] {
-  const a = p.prefix_id ?? null
-  const b = p.adapter_id ?? null
-  if (a !== null && b !== null && JSON.stringify(a) !== JSON.stringify(b)) {
-    throw new ValidationError('parameters.prefix_id and parameters.adapter_id name different prefixes; give one')
-  }
-  const ref = a ?? b
-  return ref === null ? [] : Array.isArray(ref) ? ref : [ref]
-}
-
 export class GenerationService {
   private running = 0
 
@@ -89,20 +77,19 @@ export class GenerationService {
     return this.running
   }
 
-  async prepare(body: GenerateBodyT, principal: Principal = OPEN_PRINCIPAL): Promise<PreparedRequest> {
+  /** Validates the request once and resolves what it names: the result is final. */
+  async prepare(request: GenerationRequest, principal: Principal = OPEN_PRINCIPAL): Promise<PreparedRequest> {
     const arrivedAt = epochMs()
-    const p: Params = body.parameters ?? {}
     const { config } = this
-    if (body.inputs.length > config.MAX_INPUT_CHARS) {
-      throw new ValidationError(`inputs is ${body.inputs.length} characters long; the limit is ${config.MAX_INPUT_CHARS}`)
+    if (request.inputs.length > config.MAX_INPUT_CHARS) {
+      throw invalidField('inputs', `inputs is ${request.inputs.length} characters long; the limit is ${config.MAX_INPUT_CHARS}`)
     }
-    const stop = p.stop ?? []
-    if (stop.length > config.MAX_STOP_SEQUENCES) {
-      throw new ValidationError(`parameters.stop has ${stop.length} sequences; the limit is ${config.MAX_STOP_SEQUENCES}`)
+    if (request.stop.length > config.MAX_STOP_SEQUENCES) {
+      throw invalidField('stop', `stop has ${request.stop.length} sequences; the limit is ${config.MAX_STOP_SEQUENCES}`)
     }
-    const prefixes = await Promise.all(prefixIds(p).map((id) => this.prefixes.resolve(id, principal)))
-    const promptIds = this.tokenizer.encode(body.inputs)
-    const maxNewTokens = p.max_new_tokens ?? config.DEFAULT_MAX_NEW_TOKENS
+    const prefixes = await Promise.all(request.prefixIds.map((id) => this.prefixes.resolve(id, principal)))
+    const promptIds = this.tokenizer.encode(request.inputs)
+    const maxNewTokens = request.maxNewTokens ?? config.DEFAULT_MAX_NEW_TOKENS
     const prefixLen = prefixes.reduce((n, x) => n + x.numVirtualTokens, 0)
     const limit = this.engine.spec.maxPositions
     if (prefixLen + promptIds.length + maxNewTokens > limit) {
@@ -111,28 +98,17 @@ export class GenerationService {
           `${prefixLen + promptIds.length + maxNewTokens} exceeds the model's ${limit} positions`,
       )
     }
-    // As TGI: any active warper turns sampling on, whatever do_sample says.
-    const warpers = (p.temperature != null && p.temperature !== 1) || p.top_k != null || (p.top_p != null && p.top_p < 1)
-    const sampling = normalizeSamplingParams({
-      doSample: (p.do_sample ?? false) || warpers,
-      temperature: p.temperature ?? undefined,
-      topK: p.top_k ?? undefined,
-      topP: p.top_p ?? undefined,
-      repetitionPenalty: p.repetition_penalty ?? undefined,
-      seed: p.seed ?? undefined,
-    })
     return {
       arrivedAt,
       promptIds,
       prefixes,
-      details: p.details ?? false,
-      returnFullText: p.return_full_text ?? false,
       params: {
-        ...sampling,
+        ...normalizeSamplingParams(request.sampling),
         maxNewTokens,
-        stop,
+        stop: request.stop,
         deadline: Date.now() + config.REQUEST_TIMEOUT_MS,
         tenant: principal.tenant,
+        logprobs: request.logprobs,
       },
     }
   }

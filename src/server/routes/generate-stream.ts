@@ -11,6 +11,7 @@ import { errorResponses } from '../schemas/common.js'
 import { GenerateBody } from '../schemas/generate.js'
 import { clientGone } from '../client-gone.js'
 import { sendEvent, startEventStream } from '../sse.js'
+import { fromGenerateBody } from '../tgi-request.js'
 
 export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
@@ -24,7 +25,9 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const service = app.generation
-      const prepared = await service.prepare(request.body, request.principal)
+      // Every event shows its token's logprob.
+      const prepared = await service.prepare(fromGenerateBody(request.body, true), request.principal)
+      const promptShown = request.body.parameters?.return_full_text ? request.body.inputs : ''
       const prefixIds = prepared.prefixes.map((p) => p.id)
       reply.hijack()
       const raw = reply.raw
@@ -37,7 +40,7 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
           sendEvent(raw, {
             index,
             token: e.token,
-            generated_text: last ? (prepared.returnFullText ? request.body.inputs : '') + last.generatedText : null,
+            generated_text: last ? promptShown + last.generatedText : null,
             details: last
               ? {
                   finish_reason: last.reason,

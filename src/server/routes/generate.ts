@@ -7,6 +7,7 @@ import { errorResponses } from '../schemas/common.js'
 import { GenerateBody, GenerateResponse } from '../schemas/generate.js'
 import type { GenerationResult } from '../generation-service.js'
 import { clientGone } from '../client-gone.js'
+import { fromGenerateBody } from '../tgi-request.js'
 
 const ms = (a: number | undefined, b: number) => (a === undefined ? '' : (a - b).toFixed(3))
 
@@ -35,14 +36,14 @@ export const generateRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const service = app.generation
-      const prepared = await service.prepare(request.body, request.principal)
+      const details = request.body.parameters?.details ?? false
       // Without details no logprob is returned: don't pay for computing them.
-      if (!prepared.details) prepared.params.logprobs = false
+      const prepared = await service.prepare(fromGenerateBody(request.body, details), request.principal)
       const result = await service.run(prepared, clientGone(reply.raw), request.log)
       const prefixIds = prepared.prefixes.map((p) => p.id)
       void reply.headers(timingHeaders(prefixIds, prepared.promptIds.length, result))
-      const generated_text = (prepared.returnFullText ? request.body.inputs : '') + result.generatedText
-      if (!prepared.details) return { generated_text }
+      const generated_text = (request.body.parameters?.return_full_text ? request.body.inputs : '') + result.generatedText
+      if (!details) return { generated_text }
       return {
         generated_text,
         details: {

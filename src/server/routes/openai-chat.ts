@@ -7,7 +7,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { ChatTemplate } from '../openai/chat-template.js'
 import { runChoices, usage } from '../openai/choices.js'
 import { OpenAIRequestError } from '../openai/errors.js'
-import { nowSeconds, prepareChoices, toGenerateBody } from '../openai/generate-request.js'
+import { nowSeconds, prepareChoices, toGenerationRequest } from '../openai/generate-request.js'
 import { chatLogprobs } from '../openai/logprobs.js'
 import { streamAnswer } from '../openai/stream.js'
 import { checkChatFields } from '../openai/unsupported-fields.js'
@@ -43,8 +43,7 @@ export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = as
       const prompt = chatTemplate.render(body.messages)
       const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? null
       const top = body.logprobs === true ? (body.top_logprobs ?? 0) : -1
-      const generateBody = toGenerateBody(app, body, prompt, maxTokens)
-      const choices = await prepareChoices(app, request, generateBody, body.n ?? 1, top >= 0)
+      const choices = await prepareChoices(app, request, toGenerationRequest(app, body, prompt, maxTokens, top >= 0), body.n ?? 1)
       const id = `chatcmpl-${randomUUID()}`
       const created = nowSeconds()
       const promptTokens = choices[0].promptIds.length

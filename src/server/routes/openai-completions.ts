@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { runChoices, usage } from '../openai/choices.js'
-import { nowSeconds, prepareChoices, toGenerateBody } from '../openai/generate-request.js'
+import { nowSeconds, prepareChoices, toGenerationRequest } from '../openai/generate-request.js'
 import { completionLogprobs } from '../openai/logprobs.js'
 import { streamAnswer } from '../openai/stream.js'
 import { checkCompletionFields } from '../openai/unsupported-fields.js'
@@ -30,9 +30,9 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
       const body = request.body
       checkCompletionFields(body)
       const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]
-      const generateBody = toGenerateBody(app, body, prompt, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS)
       const withLogprobs = body.logprobs != null
-      const choices = await prepareChoices(app, request, generateBody, body.n ?? 1, withLogprobs)
+      const generation = toGenerationRequest(app, body, prompt, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS, withLogprobs)
+      const choices = await prepareChoices(app, request, generation, body.n ?? 1)
       const echo = body.echo === true ? prompt : ''
       const id = `cmpl-${randomUUID()}`
       const created = nowSeconds()

@@ -1,0 +1,43 @@
+/**
+ * What a client asks the generation service for, in prefixd's own words: the
+ * one request every front end (TGI's /generate, OpenAI's /v1) translates its
+ * body into. The service validates it once and turns it into the engine's
+ * request, as TGI's validate() turns a body into the one request its queue
+ * holds; nothing changes it afterwards.
+ */
+import type { SamplingParamsInput } from '../engine/sampling/sampling-params.js'
+import { ValidationError } from '../errors.js'
+
+export interface GenerationRequest {
+  /** The prompt text. */
+  inputs: string
+  /** Prefix ids composed in this order; empty for the base model. */
+  prefixIds: string[]
+  /** Most tokens to generate; null for the server's DEFAULT_MAX_NEW_TOKENS. */
+  maxNewTokens: number | null
+  stop: string[]
+  /** As the client gave them; defaults and range checks come with validation. */
+  sampling: SamplingParamsInput
+  /**
+   * Whether the answer reports token logprobs. Each costs a log-sum-exp over
+   * the vocabulary, so a front end asks only when its client will see them.
+   */
+  logprobs: boolean
+}
+
+/** The fields of a GenerationRequest that validation refuses by name. */
+export type RequestField = 'inputs' | 'stop'
+
+/**
+ * A 422 that says which request field it is about, so that a front end can
+ * name the field as its own clients spell it (OpenAI's `param`).
+ */
+export function invalidField(field: RequestField, message: string): Error {
+  return Object.assign(new ValidationError(message), { field })
+}
+
+/** The request field a validation error is about, if it says. */
+export function fieldOf(err: unknown): RequestField | undefined {
+  const field = (err as { field?: unknown } | null)?.field
+  return field === 'inputs' || field === 'stop' ? field : undefined
+}
