@@ -4,7 +4,8 @@
  * prepared request with seeds seed, seed + 1, ... (so they are independent
  * samples, and identical when greedy).
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
+import type { Principal } from '../../auth/api-keys.js'
 import type { GenerationRequest } from '../generation-request.js'
 import type { PreparedRequest } from '../generation-service.js'
 import type { ChatBodyT, CompletionBodyT } from '../schemas/openai.js'
@@ -43,8 +44,8 @@ export function toGenerationRequest(
  * Prepares the request once and derives the n choices from it. The caller's
  * identity reaches the generation service here, and only here, for every /v1 route.
  */
-export async function prepareChoices(app: FastifyInstance, request: FastifyRequest, generation: GenerationRequest, n: number): Promise<PreparedRequest[]> {
-  const first = await app.generation.prepare(generation, request.principal)
+export async function prepareChoices(app: FastifyInstance, principal: Principal, generation: GenerationRequest, n: number): Promise<PreparedRequest[]> {
+  const first = await app.generation.prepare(generation, principal)
   return Array.from({ length: n }, (_, i) =>
     i === 0 ? first : { ...first, params: { ...first.params, seed: (first.params.seed + i) % Number.MAX_SAFE_INTEGER } },
   )

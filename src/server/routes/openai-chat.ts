@@ -43,7 +43,7 @@ export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = as
       const prompt = chatTemplate.render(body.messages)
       const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? null
       const top = body.logprobs === true ? (body.top_logprobs ?? 0) : -1
-      const choices = await prepareChoices(app, request, toGenerationRequest(app, body, prompt, maxTokens, top >= 0), body.n ?? 1)
+      const choices = await prepareChoices(app, request.principal, toGenerationRequest(app, body, prompt, maxTokens, top >= 0), body.n ?? 1)
       const id = `chatcmpl-${randomUUID()}`
       const created = nowSeconds()
       const promptTokens = choices[0].promptIds.length

@@ -32,7 +32,7 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
       const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]
       const withLogprobs = body.logprobs != null
       const generation = toGenerationRequest(app, body, prompt, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS, withLogprobs)
-      const choices = await prepareChoices(app, request, generation, body.n ?? 1)
+      const choices = await prepareChoices(app, request.principal, generation, body.n ?? 1)
       const echo = body.echo === true ? prompt : ''
       const id = `cmpl-${randomUUID()}`
       const created = nowSeconds()
