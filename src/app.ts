@@ -7,6 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { readFileSync } from 'node:fs'
 import type { Config } from './config/schema.js'
 import { errorHandler, notFoundHandler } from './server/error-handler.js'
+import { strictAjv } from './server/strict-ajv.js'
 import { enginePlugin } from './server/engine-plugin.js'
 import { metricsPlugin } from './server/metrics-plugin.js'
 import { addRequestLog } from './server/request-log.js'
@@ -55,11 +56,7 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
     pluginTimeout: 0,
     // On close, idle keep-alive sockets are closed instead of waited out.
     forceCloseConnections: 'idle',
-    ajv: {
-      // Strict input: "7" is not 7, null is not 0, and unknown fields are
-      // errors, never silently dropped.
-      customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
-    },
+    ajv: strictAjv,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.decorate('config', config)
