@@ -19,11 +19,23 @@ export interface GenerationRequest {
   /** As the client gave them; defaults and range checks come with validation. */
   sampling: SamplingParamsInput
   /**
-   * Whether the answer reports token logprobs. Each costs a log-sum-exp over
-   * the vocabulary, so a front end asks only when its client will see them.
+   * What the answer reports of log probabilities; null for nothing. Each
+   * costs a log-sum-exp over the vocabulary per token, so a front end asks
+   * only for what its client will see.
    */
-  logprobs: boolean
+  logprobs: LogprobRequest | null
 }
+
+/** What log probabilities a request asks for. */
+export interface LogprobRequest {
+  /** Alternatives per token (OpenAI's top logprobs), 0 for the chosen token's alone. */
+  top: number
+  /** Score the prompt's tokens too (completions' echo). */
+  prompt: boolean
+}
+
+/** The chosen token's logprob alone: what TGI's answers show. */
+export const CHOSEN_TOKEN_LOGPROBS: LogprobRequest = { top: 0, prompt: false }
 
 /** The fields of a GenerationRequest that validation refuses by name. */
 export type RequestField = 'inputs' | 'stop'

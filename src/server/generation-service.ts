@@ -108,7 +108,8 @@ export class GenerationService {
         stop: request.stop,
         deadline: Date.now() + config.REQUEST_TIMEOUT_MS,
         tenant: principal.tenant,
-        logprobs: request.logprobs,
+        logprobs: request.logprobs !== null,
+        ...(request.logprobs !== null ? { topLogprobs: request.logprobs.top, promptLogprobs: request.logprobs.prompt } : {}),
       },
     }
   }

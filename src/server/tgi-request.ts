@@ -4,7 +4,7 @@
  * that any active sampling warper turns sampling on.
  */
 import { ValidationError } from '../errors.js'
-import type { GenerationRequest } from './generation-request.js'
+import { CHOSEN_TOKEN_LOGPROBS, type GenerationRequest } from './generation-request.js'
 import type { GenerateBodyT } from './schemas/generate.js'
 
 type Parameters = NonNullable<GenerateBodyT['parameters']>
@@ -37,6 +37,6 @@ export function fromGenerateBody(body: GenerateBodyT, logprobs: boolean): Genera
       repetitionPenalty: p.repetition_penalty ?? undefined,
       seed: p.seed ?? undefined,
     },
-    logprobs,
+    logprobs: logprobs ? CHOSEN_TOKEN_LOGPROBS : null,
   }
 }

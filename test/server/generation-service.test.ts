@@ -9,12 +9,13 @@ import t, { type Test } from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { TextTokenizer } from '../../src/engine/tokenizer.js'
-import { fieldOf, type GenerationRequest } from '../../src/server/generation-request.js'
+import { CHOSEN_TOKEN_LOGPROBS, fieldOf, type GenerationRequest, type LogprobRequest } from '../../src/server/generation-request.js'
 import { GenerationService, OPEN_PRINCIPAL, type RequestReport } from '../../src/server/generation-service.js'
 import { prepareChoices, toGenerationRequest } from '../../src/server/openai/generate-request.js'
 import { fromGenerateBody } from '../../src/server/tgi-request.js'
 import type { TokenEvent } from '../../src/engine/protocol.js'
 import { startApp } from '../helpers/app.js'
+import { completionTexts } from '../helpers/completion-text.js'
 import { readExpected, storiesModelDir, storiesPrefixesDir, storiesPrefixStore } from '../helpers/shared-data.js'
 
 const limits = { MAX_INPUT_CHARS: 200, MAX_STOP_SEQUENCES: 2, DEFAULT_MAX_NEW_TOKENS: 3 }
@@ -28,6 +29,7 @@ const service = new GenerationService(
   { resolve: (id, principal) => app.prefixStore.resolve(id, principal) },
   (r) => reports.push(r),
 )
+const completionOf = await completionTexts(storiesModelDir)
 const base = readExpected(join(storiesModelDir, 'expected-base.json'))
 const dogMax = readExpected(join(storiesPrefixesDir, 'dog-max', 'expected.json'))
 const maxPositions = app.engine.spec.maxPositions
@@ -37,7 +39,7 @@ const virtualTokens = (id: string): number =>
 const silentLog = app.log
 
 function request(over: Partial<GenerationRequest> = {}): GenerationRequest {
-  return { inputs: base.cases[1].prompt, prefixIds: [], maxNewTokens: null, stop: [], sampling: { doSample: false }, logprobs: true, ...over }
+  return { inputs: base.cases[1].prompt, prefixIds: [], maxNewTokens: null, stop: [], sampling: { doSample: false }, logprobs: CHOSEN_TOKEN_LOGPROBS, ...over }
 }
 
 /** The error a promise rejects with (the test fails if it resolves). */
@@ -53,8 +55,8 @@ async function refusal(t: Test, p: Promise<unknown>): Promise<{ code?: string; s
 
 t.test('TGI bodies as generation requests', async (t) => {
   const bare = fromGenerateBody({ inputs: 'hi' }, false)
-  t.same(bare, { inputs: 'hi', prefixIds: [], maxNewTokens: null, stop: [], sampling: { doSample: false }, logprobs: false })
-  t.equal(fromGenerateBody({ inputs: 'hi' }, true).logprobs, true, 'the route says whether logprobs are shown')
+  t.same(bare, { inputs: 'hi', prefixIds: [], maxNewTokens: null, stop: [], sampling: { doSample: false }, logprobs: null })
+  t.same(fromGenerateBody({ inputs: 'hi' }, true).logprobs, { top: 0, prompt: false }, "the route says whether logprobs are shown: TGI's are the chosen token's")
 
   const full = fromGenerateBody(
     { inputs: 'hi', parameters: { prefix_id: 'a', max_new_tokens: 9, stop: ['x'], seed: 3, repetition_penalty: 1.2, top_k: 4, temperature: 0.5, top_p: 0.9 } },
@@ -84,17 +86,17 @@ t.test('TGI bodies as generation requests', async (t) => {
 })
 
 t.test('OpenAI bodies as generation requests', async (t) => {
-  const make = (body: object, logprobs = false) => toGenerationRequest(app, { model: app.modelId, ...body }, 'the prompt', 7, logprobs)
+  const make = (body: object, logprobs: LogprobRequest | null = null) => toGenerationRequest(app, { model: app.modelId, ...body }, 'the prompt', 7, logprobs)
   t.same(make({}), {
     inputs: 'the prompt',
     prefixIds: [],
     maxNewTokens: 7,
     stop: [],
     sampling: { doSample: true, seed: undefined, temperature: 1, topP: undefined },
-    logprobs: false,
+    logprobs: null,
   }, "the base model's own name means no prefix; OpenAI samples at temperature 1 by default")
   t.same(make({ model: 'dog-max' }).prefixIds, ['dog-max'], 'any other model name is a prefix id')
-  t.equal(make({}, true).logprobs, true)
+  t.same(make({}, { top: 3, prompt: true }).logprobs, { top: 3, prompt: true })
   t.same(make({ temperature: 0, top_p: 0.5, seed: 4 }).sampling, { doSample: false, seed: 4 }, 'temperature 0 is greedy; top_p is moot')
   t.same(make({ temperature: 0.3, top_p: 0.5 }).sampling, { doSample: true, seed: undefined, temperature: 0.3, topP: 0.5 })
   t.equal(make({ top_p: 1 }).sampling.topP, undefined, 'top_p 1 is off')
@@ -125,10 +127,14 @@ t.test('prepare: defaults, prefixes, and one validation', async (t) => {
   t.ok(plain.arrivedAt >= before - 1 && plain.arrivedAt <= after + 1)
 
   const tuned = await service.prepare(
-    request({ maxNewTokens: 5, stop: ['.', '!'], sampling: { doSample: true, seed: 7, temperature: 0.5, topK: 4, topP: 0.9, repetitionPenalty: 1.1 }, logprobs: false }),
+    request({ maxNewTokens: 5, stop: ['.', '!'], sampling: { doSample: true, seed: 7, temperature: 0.5, topK: 4, topP: 0.9, repetitionPenalty: 1.1 }, logprobs: null }),
     { tenant: 'alice', role: 'tenant' },
   )
   t.match(tuned.params, { maxNewTokens: 5, stop: ['.', '!'], doSample: true, seed: 7, temperature: 0.5, topK: 4, topP: 0.9, repetitionPenalty: 1.1, logprobs: false, tenant: 'alice' })
+  t.notOk('topLogprobs' in tuned.params || 'promptLogprobs' in tuned.params, 'no logprobs: nothing more to score')
+  const scored = await service.prepare(request({ logprobs: { top: 3, prompt: true } }))
+  t.match(scored.params, { logprobs: true, topLogprobs: 3, promptLogprobs: true })
+  t.match(plain.params, { topLogprobs: 0, promptLogprobs: false })
 
   const composed = await service.prepare(request({ prefixIds: ['robot-benny', 'dog-max'] }))
   t.same(composed.prefixes.map((p) => p.id), ['robot-benny', 'dog-max'], 'resolved in the order given')
@@ -171,7 +177,7 @@ t.test('run: the tokens, the timings, and one report per request', async (t) => 
     inFlight.push(service.inFlight)
   })
   t.same(result.tokens.map((x) => x.id), c.generated_ids, 'greedy tokens as transformers generates them')
-  t.equal(result.generatedText, c.generated_text)
+  t.equal(result.generatedText, completionOf(c), 'decode(prompt + generated) minus decode(prompt)')
   t.equal(result.finishReason, 'length')
   t.same(seen.map((e) => e.token), result.tokens, 'onToken saw every token, in order')
   t.ok(inFlight.every((n) => n === 1), 'in flight while it runs')
@@ -193,12 +199,20 @@ t.test('run: the tokens, the timings, and one report per request', async (t) => 
 
   // The prefix reaches the engine: PEFT's own greedy tokens with dog-max.
   const d = dogMax.cases[0]
-  const steered = await service.prepare(request({ inputs: d.prompt, prefixIds: ['dog-max'], maxNewTokens: d.generated_ids.length, logprobs: false }))
+  const steered = await service.prepare(request({ inputs: d.prompt, prefixIds: ['dog-max'], maxNewTokens: d.generated_ids.length, logprobs: null }))
   t.same(steered.promptIds, d.prompt_ids)
   const steeredResult = await service.run(steered, new AbortController().signal, silentLog)
   t.same(steeredResult.tokens.map((x) => x.id), d.generated_ids)
   t.ok(steeredResult.tokens.every((x) => Number.isNaN(x.logprob)), 'no logprob is computed when the request does not want them')
   t.match(reports.at(-1), { prefixIds: ['dog-max'], outcome: 'success' })
+
+  // What logprobs the request wants reaches the engine: alternatives per token, the prompt scored.
+  const scored = await service.prepare(request({ maxNewTokens: 2, logprobs: { top: 2, prompt: true } }))
+  const scoredEvents: TokenEvent[] = []
+  const scoredResult = await service.run(scored, new AbortController().signal, silentLog, (e) => scoredEvents.push(e))
+  t.same(scoredEvents[0].prompt?.map((p) => p.id), scored.promptIds, 'the first event scores the prompt')
+  t.equal(scoredEvents[0].prompt?.[0].logprob, null, 'nothing predicts the first prompt token')
+  t.ok(scoredResult.tokens.every((x) => x.top?.length === 2), 'two alternatives per token')
 })
 
 t.test('run: a client that goes away, and an engine error', async (t) => {

@@ -10,7 +10,7 @@ function geluTanh(g: GraphBuilder, x: string): string {
   return g.op1('Mul', [g.op1('Mul', [x, onePlusTanh]), g.constFloat([0.5])])
 }
 
-/** GPT-2 decoder graph (see DESIGN.md, "Model layout") from the given weights. */
+/** GPT-2 decoder graph in the Hugging Face optimum export layout (README, "Models") from the given weights. */
 export function buildGpt2Graph(weights: ModelWeights): GraphBuilder {
   const d = weights.dims
   const g = new GraphBuilder()

@@ -33,7 +33,7 @@ function rmsNorm(g: GraphBuilder, x: string, gain: string, eps: number): string 
   return g.op1('Mul', [g.op1('Div', [x, rms]), gain])
 }
 
-/** Llama decoder graph (see DESIGN.md, "Model layout") from the given weights. */
+/** Llama decoder graph in the Hugging Face optimum export layout (README, "Models") from the given weights. */
 export function buildLlamaGraph(weights: ModelWeights): GraphBuilder {
   const d = weights.dims
   const g = new GraphBuilder()

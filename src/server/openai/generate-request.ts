@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import type { Principal } from '../../auth/api-keys.js'
-import type { GenerationRequest } from '../generation-request.js'
+import type { GenerationRequest, LogprobRequest } from '../generation-request.js'
 import type { PreparedRequest } from '../generation-service.js'
 import type { ChatBodyT, CompletionBodyT } from '../schemas/openai.js'
 
@@ -17,13 +17,13 @@ export function stopList(stop: string | string[] | null | undefined): string[] {
   return typeof stop === 'string' ? [stop] : stop
 }
 
-/** An OpenAI body as the generation service's request; `logprobs`: whether the answer shows them. */
+/** An OpenAI body as the generation service's request; `logprobs`: what the answer shows of them (null: none). */
 export function toGenerationRequest(
   app: FastifyInstance,
   body: SamplingBody,
   inputs: string,
   maxTokens: number | null,
-  logprobs: boolean,
+  logprobs: LogprobRequest | null,
 ): GenerationRequest {
   const greedy = body.temperature === 0
   const seed = body.seed ?? undefined

@@ -3,8 +3,9 @@
  * with `prefix_id` (or `adapter_id`) naming the prefix.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errorResponses } from '../schemas/common.js'
-import { GenerateBody, GenerateResponse } from '../schemas/generate.js'
+import { GenerateBody, GenerateResponse, type GenerateBodyT } from '../schemas/generate.js'
 import type { GenerationResult } from '../generation-service.js'
 import { clientGone } from '../client-gone.js'
 import { fromGenerateBody } from '../tgi-request.js'
@@ -24,6 +25,32 @@ function timingHeaders(prefixIds: string[], promptTokens: number, result: Genera
   }
 }
 
+/**
+ * One /generate answer: TGI's JSON object. Shared with POST /, which sends the
+ * same answer inside a one-element array.
+ */
+export async function answerGenerate(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, body: GenerateBodyT) {
+  const service = app.generation
+  const details = body.parameters?.details ?? false
+  // Without details no logprob is returned: don't pay for computing them.
+  const prepared = await service.prepare(fromGenerateBody(body, details), request.principal)
+  const result = await service.run(prepared, clientGone(reply.raw), request.log)
+  const prefixIds = prepared.prefixes.map((p) => p.id)
+  void reply.headers(timingHeaders(prefixIds, prepared.promptIds.length, result))
+  const generated_text = (body.parameters?.return_full_text ? body.inputs : '') + result.generatedText
+  if (!details) return { generated_text }
+  return {
+    generated_text,
+    details: {
+      finish_reason: result.finishReason,
+      generated_tokens: result.tokens.length,
+      seed: prepared.params.doSample ? prepared.params.seed : null,
+      prefix_id: prefixIds.length > 0 ? prefixIds : null,
+      tokens: result.tokens,
+    },
+  }
+}
+
 export const generateRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/generate',
@@ -34,26 +61,6 @@ export const generateRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: GenerateResponse, ...errorResponses },
       },
     },
-    async (request, reply) => {
-      const service = app.generation
-      const details = request.body.parameters?.details ?? false
-      // Without details no logprob is returned: don't pay for computing them.
-      const prepared = await service.prepare(fromGenerateBody(request.body, details), request.principal)
-      const result = await service.run(prepared, clientGone(reply.raw), request.log)
-      const prefixIds = prepared.prefixes.map((p) => p.id)
-      void reply.headers(timingHeaders(prefixIds, prepared.promptIds.length, result))
-      const generated_text = (request.body.parameters?.return_full_text ? request.body.inputs : '') + result.generatedText
-      if (!details) return { generated_text }
-      return {
-        generated_text,
-        details: {
-          finish_reason: result.finishReason,
-          generated_tokens: result.tokens.length,
-          seed: prepared.params.doSample ? prepared.params.seed : null,
-          prefix_id: prefixIds.length > 0 ? prefixIds : null,
-          tokens: result.tokens,
-        },
-      }
-    },
+    async (request, reply) => answerGenerate(app, request, reply, request.body),
   )
 }
