@@ -4,7 +4,6 @@
  * OpenAI's {error: {message, type, param, code}} (openai/errors.ts). Each of
  * prefixd's error classes keeps its table status; schema violations name the
  * field; a 5xx prefixd did not raise is logged and never shows its message.
- * Also the OpenAI fields prefixd refuses rather than ignores.
  */
 import t, { type Test } from 'tap'
 import { Writable } from 'node:stream'
@@ -23,11 +22,8 @@ import { CodedError, errorTable, flatError } from '../../src/domain/error-table.
 import { errorHandler, notFoundHandler } from '../../src/server/error-handler.js'
 import { invalidField } from '../../src/server/generation-request.js'
 import { strictAjv } from '../../src/server/strict-ajv.js'
-import { finishReason, stopList } from '../../src/server/openai/generate-request.js'
-import { usage } from '../../src/server/openai/choices.js'
 import { OpenAIRequestError, openAIErrorHandler, openAINotFoundHandler } from '../../src/server/openai/errors.js'
-import { checkChatFields, checkCompletionFields } from '../../src/server/openai/unsupported-fields.js'
-import { ChatBody, type ChatBodyT, type CompletionBodyT } from '../../src/server/schemas/openai.js'
+import { ChatBody } from '../../src/server/schemas/openai.js'
 import { GenerateBody } from '../../src/server/schemas/generate.js'
 
 /** Errors a route throws, by name: prefixd's own, and ones it did not raise on purpose. */
@@ -179,51 +175,4 @@ t.test("OpenAI's shape under /v1: {error: {message, type, param, code}}", async 
 
   const missing = await app.inject({ method: 'GET', url: '/v1/nothing' })
   t.same([missing.statusCode, missing.json()], [404, { error: { message: 'no route GET /v1/nothing', type: 'not_found_error', param: null, code: 'not_found' } }])
-})
-
-t.test('OpenAI fields prefixd does not implement: their neutral value is served, any other is refused by name', async (t) => {
-  const chat = (extra: Partial<ChatBodyT>): ChatBodyT => ({ model: 'm', messages: [{ role: 'user', content: 'hi' }], ...extra })
-  const completion = (extra: Partial<CompletionBodyT>): CompletionBodyT => ({ model: 'm', prompt: 'hi', ...extra })
-  const refusedParam = (check: () => void): string | null | undefined => {
-    try {
-      check()
-    } catch (err) {
-      return err instanceof OpenAIRequestError ? err.param : 'not an OpenAIRequestError'
-    }
-    return undefined
-  }
-  for (const neutral of [{}, { frequency_penalty: 0 }, { presence_penalty: null }, { logit_bias: {} }]) {
-    t.equal(refusedParam(() => checkChatFields(chat(neutral))), undefined, `chat serves ${JSON.stringify(neutral)}`)
-    t.equal(refusedParam(() => checkCompletionFields(completion(neutral))), undefined, `completions serve ${JSON.stringify(neutral)}`)
-  }
-  for (const [field, value] of [['frequency_penalty', 0.5], ['presence_penalty', -1], ['logit_bias', { '42': 5 }]] as const) {
-    t.equal(refusedParam(() => checkChatFields(chat({ [field]: value }))), field)
-    t.equal(refusedParam(() => checkCompletionFields(completion({ [field]: value }))), field)
-  }
-  t.equal(refusedParam(() => checkCompletionFields(completion({ best_of: 2, n: 2 }))), undefined, 'best_of equal to n')
-  t.equal(refusedParam(() => checkCompletionFields(completion({ best_of: 3 }))), 'best_of')
-  t.equal(refusedParam(() => checkCompletionFields(completion({ suffix: '' }))), undefined)
-  t.equal(refusedParam(() => checkCompletionFields(completion({ suffix: 'end' }))), 'suffix')
-  t.equal(refusedParam(() => checkChatFields(chat({ max_tokens: 5, max_completion_tokens: 5 }))), undefined)
-  t.equal(refusedParam(() => checkChatFields(chat({ max_tokens: 5, max_completion_tokens: 6 }))), 'max_completion_tokens')
-  t.equal(refusedParam(() => checkChatFields(chat({ tools: [] }))), undefined)
-  t.equal(refusedParam(() => checkChatFields(chat({ tools: [{ type: 'function' }] }))), 'tools')
-  t.equal(refusedParam(() => checkChatFields(chat({ tool_choice: 'auto' }))), undefined)
-  t.equal(refusedParam(() => checkChatFields(chat({ tool_choice: 'required' }))), 'tool_choice')
-  t.equal(refusedParam(() => checkChatFields(chat({ response_format: { type: 'text' } }))), undefined)
-  t.equal(refusedParam(() => checkChatFields(chat({ response_format: { type: 'json_object' } }))), 'response_format')
-  t.equal(refusedParam(() => checkChatFields(chat({ store: false }))), undefined)
-  t.equal(refusedParam(() => checkChatFields(chat({ store: true }))), 'store')
-})
-
-t.test("OpenAI's small vocabulary: stop lists, finish reasons, usage", async (t) => {
-  t.same(stopList(undefined), [])
-  t.same(stopList(null), [])
-  t.same(stopList('\n'), ['\n'])
-  t.same(stopList(['a', 'b']), ['a', 'b'])
-  t.equal(finishReason('length'), 'length')
-  t.equal(finishReason('eos_token'), 'stop', 'the end of text is a stop')
-  t.equal(finishReason('stop_sequence'), 'stop')
-  t.same(usage(7, [{ tokens: [1, 2, 3] }, { tokens: [4] }]), { prompt_tokens: 7, completion_tokens: 4, total_tokens: 11 }, 'the prompt counted once, choices summed')
-  t.same(usage(5, []), { prompt_tokens: 5, completion_tokens: 0, total_tokens: 5 })
 })
