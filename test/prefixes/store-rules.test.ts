@@ -3,9 +3,11 @@
  * (prefix-access), what a tenant may store (tenant-quota, over a real
  * embedded index, across its page boundary), and how an upload becomes the
  * blob the store keeps (upload-conversion: every refusal before a byte is
- * written, PEFT and stored files of each kind, the model checks).
+ * written, PEFT and stored files of each kind, the model checks), and the
+ * sorted id list the embedded index pages with (against a plain sorted array).
  */
 import t from 'tap'
+import fc from 'fast-check'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -20,6 +22,7 @@ import { EmbeddedIndex } from '../../src/prefixes/store/embedded-index.js'
 import { modelFingerprint } from '../../src/prefixes/store/model-fingerprint.js'
 import { canModify, canSee, modifiableOrRefused, visibleOrMissing } from '../../src/prefixes/store/prefix-access.js'
 import type { PrefixRecord, Visibility } from '../../src/prefixes/store/prefix-record.js'
+import { SortedIds } from '../../src/prefixes/store/sorted-ids.js'
 import { assertWithinQuota, usageOf } from '../../src/prefixes/store/tenant-quota.js'
 import { parseUpload, toStoredBlob, type UploadedFile } from '../../src/prefixes/store/upload-conversion.js'
 import { promptAdaptersDir } from '../helpers/prompt-adapters.js'
@@ -146,4 +149,32 @@ t.test('uploads: refused before anything is stored, or turned into the stored bl
   const lunaStored = toStoredBlob(luna, model, 'luna')
   t.match(lunaStored, { kind: 'prompt_tuning', shape: { hidden_size: spec.hiddenSize } })
   t.throws(() => toStoredBlob(luna, { spec, accepts: new Set(['past_kv']) }, 'luna'), { code: 'PREFIXD_PREFIX_SHAPE_MISMATCH' })
+})
+
+t.test('sorted ids: pages as a sorted array would, through any adds and deletes', async (t) => {
+  const id = fc.stringMatching(/^[a-c0-9-]{0,3}$/)
+  const op = fc.oneof(fc.record({ add: id }), fc.record({ remove: id }))
+  t.doesNotThrow(() =>
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), fc.option(id, { nil: null }), fc.integer({ min: 0, max: 8 }), (ops, after, limit) => {
+        const ids = new SortedIds()
+        const reference = new Set<string>()
+        for (const o of ops) {
+          if ('add' in o) {
+            ids.add(o.add)
+            reference.add(o.add)
+          } else {
+            ids.delete(o.remove)
+            reference.delete(o.remove)
+          }
+        }
+        // Code-unit order, as Redis orders ASCII ids.
+        const sorted = [...reference].sort()
+        const want = sorted.filter((x) => after === null || x > after).slice(0, limit)
+        return ids.size === reference.size && JSON.stringify(ids.after(after, limit)) === JSON.stringify(want)
+      }),
+      { numRuns: 300 },
+    ),
+    '300 random histories page like the reference',
+  )
 })
