@@ -3,7 +3,8 @@
  * worker, its tokenizer, the prefix store with the two shipped prefixes),
  * without HTTP: how the TGI and OpenAI front ends translate their bodies into
  * a GenerationRequest, how prepare validates it once and fills the defaults,
- * and how run reports every request once, however it ends.
+ * how run reports every request once, however it ends, and how OpenAI's n
+ * choices run side by side with their stop sequences cut off.
  */
 import t, { type Test } from 'tap'
 import { readFileSync } from 'node:fs'
@@ -11,6 +12,7 @@ import { join } from 'node:path'
 import { TextTokenizer } from '../../src/engine/tokenizer.js'
 import { CHOSEN_TOKEN_LOGPROBS, fieldOf, type GenerationRequest, type LogprobRequest } from '../../src/server/generation-request.js'
 import { GenerationService, OPEN_PRINCIPAL, type RequestReport } from '../../src/server/generation-service.js'
+import { runChoices, type ChoicePiece } from '../../src/server/openai/choices.js'
 import { prepareChoices, toGenerationRequest } from '../../src/server/openai/generate-request.js'
 import { fromGenerateBody } from '../../src/server/tgi-request.js'
 import type { TokenEvent } from '../../src/engine/protocol.js'
@@ -236,5 +238,48 @@ t.test('run: a client that goes away, and an engine error', async (t) => {
   const expired = await refusal(t, service.run({ ...late, params: { ...late.params, deadline: Date.now() - 1 } }, new AbortController().signal, silentLog))
   t.match(expired, { code: 'PREFIXD_DEADLINE_EXCEEDED', statusCode: 504 })
   t.match(reports.at(-1), { outcome: 'deadline_exceeded', generatedTokens: 0 })
+  t.equal(service.inFlight, 0)
+})
+
+t.test("OpenAI's choices: side by side, the stop sequence cut off, one failure ends them all", async (t) => {
+  const c = base.cases[1]
+  const completion = completionOf(c)
+  // A stop sequence from the middle of the greedy completion: the answer is the text before it.
+  const stop = ` ${completion.trim().split(' ')[3]}`
+  const cut = completion.indexOf(stop)
+  t.ok(cut > 0, `'${stop}' occurs in the completion`)
+  const choices = await prepareChoices(app, OPEN_PRINCIPAL, request({ maxNewTokens: c.generated_ids.length, stop: [stop] }), 2)
+  const pieces: ChoicePiece[] = []
+  const results = await runChoices(service, silentLog, choices, new AbortController().signal, (p) => pieces.push(p))
+  t.same(results.map((r) => r.index), [0, 1])
+  for (const r of results) {
+    t.equal(r.text, completion.slice(0, cut), `choice ${r.index}: OpenAI cuts the stop sequence off`)
+    t.equal(r.finishReason, 'stop')
+    const streamed = pieces.filter((p) => p.index === r.index)
+    t.equal(streamed.map((p) => p.text).join(''), r.text, 'the streamed pieces add up to the text')
+    t.same(streamed.map((p) => p.token), r.tokens, 'one piece per token')
+    t.equal(streamed.at(-1)!.finishReason, 'stop', 'the last piece says how it finished')
+    t.ok(streamed.slice(0, -1).every((p) => p.finishReason === undefined))
+  }
+
+  const short = await prepareChoices(app, OPEN_PRINCIPAL, request({ maxNewTokens: 3 }), 1)
+  const [length] = await runChoices(service, silentLog, short, new AbortController().signal)
+  t.equal(length.finishReason, 'length')
+  t.equal(length.text, completionOf({ prompt_ids: c.prompt_ids, generated_ids: c.generated_ids.slice(0, 3) }))
+
+  // A choice that fails cancels its sibling: the answer has failed anyway.
+  const [good] = await prepareChoices(app, OPEN_PRINCIPAL, request({ maxNewTokens: 100 }), 1)
+  const [late] = await prepareChoices(app, OPEN_PRINCIPAL, request(), 1)
+  const expired = { ...late, params: { ...late.params, deadline: Date.now() - 1 } }
+  const before = reports.length
+  t.match(await refusal(t, runChoices(service, silentLog, [good, expired], new AbortController().signal)), { code: 'PREFIXD_DEADLINE_EXCEEDED' })
+  t.same(reports.slice(before).map((r) => r.outcome).sort(), ['cancelled', 'deadline_exceeded'])
+
+  // The client going away cancels every choice.
+  const gone = new AbortController()
+  const both = await prepareChoices(app, OPEN_PRINCIPAL, request({ maxNewTokens: 100, sampling: { doSample: true, seed: 1 } }), 2)
+  const from = reports.length
+  t.match(await refusal(t, runChoices(service, silentLog, both, gone.signal, () => gone.abort())), { code: 'PREFIXD_CANCELLED' })
+  t.same(reports.slice(from).map((r) => r.outcome), ['cancelled', 'cancelled'])
   t.equal(service.inFlight, 0)
 })

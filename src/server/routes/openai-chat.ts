@@ -53,7 +53,7 @@ export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = as
         return streamAnswer(request, reply, async (send, signal) => {
           const chunk = (choice: object[], extra: object = {}) => ({ id, object: 'chat.completion.chunk', created, model: body.model, choices: choice, ...extra })
           choices.forEach((_, index) => send(chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }])))
-          const results = await runChoices(app, request, choices, signal, (p) => {
+          const results = await runChoices(app.generation, request.log, choices, signal, (p) => {
             const logprobs = top >= 0 ? chatLogprobs([p.token]) : null
             if (p.text !== '' || logprobs !== null) send(chunk([{ index: p.index, delta: { content: p.text }, logprobs, finish_reason: null }]))
             if (p.finishReason) send(chunk([{ index: p.index, delta: {}, logprobs: null, finish_reason: p.finishReason }]))
@@ -62,7 +62,7 @@ export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = as
         })
       }
 
-      const results = await runChoices(app, request, choices, clientGone(reply.raw))
+      const results = await runChoices(app.generation, request.log, choices, clientGone(reply.raw))
       return {
         id,
         object: 'chat.completion' as const,

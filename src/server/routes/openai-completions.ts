@@ -51,7 +51,7 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
           // Echo comes first in each choice, once, with the prompt's logprobs when asked (they arrive with the first token).
           const offsets = choices.map((_, index) => echoOf(index).length)
           const started = new Set<number>()
-          const results = await runChoices(app, request, choices, signal, (p) => {
+          const results = await runChoices(app.generation, request.log, choices, signal, (p) => {
             if (!started.has(p.index)) {
               started.add(p.index)
               const echo = echoOf(p.index)
@@ -65,7 +65,7 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
         })
       }
 
-      const results = await runChoices(app, request, choices, clientGone(reply.raw))
+      const results = await runChoices(app.generation, request.log, choices, clientGone(reply.raw))
       return {
         id,
         object: 'text_completion' as const,
