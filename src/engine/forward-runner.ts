@@ -44,10 +44,11 @@ export class ForwardRunner {
       throw new Error('this model takes no inputs_embeds: its token-embedding lookup could not be derived')
     }
     if (sig.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([pastLen > 0 ? 1 : 0]), [1])
-    const pastDims = [batch, H, pastLen, D]
+    const keyDims = [batch, H, pastLen, D]
+    const valueDims = [batch, H, pastLen, this.shape.valueHeadDim ?? D]
     for (let i = 0; i < sig.pastKeys.length; i++) {
-      feeds[sig.pastKeys[i]] = new ort.Tensor('float32', feed.pastKeys[i], pastDims)
-      feeds[sig.pastValues[i]] = new ort.Tensor('float32', feed.pastValues[i], pastDims)
+      feeds[sig.pastKeys[i]] = new ort.Tensor('float32', feed.pastKeys[i], keyDims)
+      feeds[sig.pastValues[i]] = new ort.Tensor('float32', feed.pastValues[i], valueDims)
     }
     const out = await this.session.run(feeds)
     return {

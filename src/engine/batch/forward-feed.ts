@@ -50,6 +50,7 @@ export const VIRTUAL_TOKEN_ID = -1n
  */
 export function buildPrefill(shape: KvShape, rows: readonly PrefillRow[]): { feed: ForwardFeed; state: Omit<KvState, 'keys' | 'values'> } {
   const { numLayers, numKvHeads: H, headDim: D } = shape
+  const Dv = shape.valueHeadDim ?? D
   const b = rows.length
   const layouts = rows.map((r) => rowLayout(r.adapters))
   const pastLen = Math.max(0, ...layouts.map((l) => l.pastLength))
@@ -59,7 +60,7 @@ export function buildPrefill(shape: KvShape, rows: readonly PrefillRow[]): { fee
   const positionIds = new BigInt64Array(b * seqLen)
   const attentionMask = new BigInt64Array(b * total)
   const pastKeys = Array.from({ length: numLayers }, () => new Float32Array(b * H * pastLen * D))
-  const pastValues = Array.from({ length: numLayers }, () => new Float32Array(b * H * pastLen * D))
+  const pastValues = Array.from({ length: numLayers }, () => new Float32Array(b * H * pastLen * Dv))
   const inputsEmbeds = embedsBuffer(layouts, b, seqLen)
   const nextPosition: number[] = []
 
@@ -74,10 +75,9 @@ export function buildPrefill(shape: KvShape, rows: readonly PrefillRow[]): { fee
       const p = prefix.numVirtualTokens
       for (let layer = 0; layer < numLayers; layer++) {
         for (let h = 0; h < H; h++) {
-          const dst = ((r * H + h) * pastLen + slot) * D
-          const src = h * p * D
-          pastKeys[layer].set(prefix.keys[layer].subarray(src, src + p * D), dst)
-          pastValues[layer].set(prefix.values[layer].subarray(src, src + p * D), dst)
+          const src = h * p
+          pastKeys[layer].set(prefix.keys[layer].subarray(src * D, (src + p) * D), ((r * H + h) * pastLen + slot) * D)
+          pastValues[layer].set(prefix.values[layer].subarray(src * Dv, (src + p) * Dv), ((r * H + h) * pastLen + slot) * Dv)
         }
       }
       slot += p

@@ -13,7 +13,10 @@
 export interface KvShape {
   numLayers: number
   numKvHeads: number
+  /** Head size of keys. */
   headDim: number
+  /** Head size of values when it differs from keys' (multi-head latent attention); default headDim. */
+  valueHeadDim?: number
 }
 
 export interface KvState {
@@ -63,6 +66,7 @@ interface RowSource {
  */
 export function compact(shape: KvShape, sources: RowSource[]): KvState {
   const { numLayers, numKvHeads: H, headDim: D } = shape
+  const Dv = shape.valueHeadDim ?? D
   const runsPerRow = sources.map((s) => realRuns(s.state.mask, s.row, s.state.length))
   const realCounts = runsPerRow.map((runs) => runs.reduce((n, [a, b]) => n + b - a, 0))
   const length = Math.max(0, ...realCounts)
@@ -71,7 +75,7 @@ export function compact(shape: KvShape, sources: RowSource[]): KvState {
     rowIds: sources.map((s) => s.state.rowIds[s.row]),
     length,
     keys: Array.from({ length: numLayers }, () => new Float32Array(rows * H * length * D)),
-    values: Array.from({ length: numLayers }, () => new Float32Array(rows * H * length * D)),
+    values: Array.from({ length: numLayers }, () => new Float32Array(rows * H * length * Dv)),
     mask: new BigInt64Array(rows * length),
     nextPosition: sources.map((s) => s.state.nextPosition[s.row]),
   }
@@ -80,16 +84,16 @@ export function compact(shape: KvShape, sources: RowSource[]): KvState {
     out.mask.fill(1n, r * length + offset, (r + 1) * length)
     const T = src.state.length
     for (let layer = 0; layer < numLayers; layer++) {
-      for (const [from, to] of [
-        [src.state.keys[layer], out.keys[layer]],
-        [src.state.values[layer], out.values[layer]],
-      ]) {
+      for (const [from, to, size] of [
+        [src.state.keys[layer], out.keys[layer], D],
+        [src.state.values[layer], out.values[layer], Dv],
+      ] as const) {
         for (let h = 0; h < H; h++) {
-          let dst = ((r * H + h) * length + offset) * D
+          let dst = ((r * H + h) * length + offset) * size
           const srcBase = (src.row * H + h) * T
           for (const [a, b] of runsPerRow[r]) {
-            to.set(from.subarray((srcBase + a) * D, (srcBase + b) * D), dst)
-            dst += (b - a) * D
+            to.set(from.subarray((srcBase + a) * size, (srcBase + b) * size), dst)
+            dst += (b - a) * size
           }
         }
       }

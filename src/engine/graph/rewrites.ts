@@ -4,6 +4,9 @@
  * an input the exported graph does not take.
  */
 import type { GraphRewrite } from './graph-rewrite.js'
+import { float32Io } from './float32-io.js'
 import { inputsEmbedsRewrite } from './inputs-embeds-rewrite.js'
+import { positionIdsInput } from './position-ids-input.js'
 
-export const MODEL_REWRITES: readonly GraphRewrite[] = [inputsEmbedsRewrite]
+// float32_io last: it puts float32 casts at the boundary of whatever the others made.
+export const MODEL_REWRITES: readonly GraphRewrite[] = [positionIdsInput, inputsEmbedsRewrite, float32Io]
