@@ -16,6 +16,7 @@ import { epochMs } from '../domain/clock.js'
 import type { Principal } from '../auth/api-keys.js'
 import type { ResolvedPrefix } from '../prefixes/store/prefix-record.js'
 import { invalidField, type GenerationRequest } from './generation-request.js'
+import { positionBudgetProblem } from './position-budget.js'
 
 export interface PrefixResolver {
   /** The prefix as this caller may use it; another tenant's private prefix is "not found". */
@@ -91,13 +92,8 @@ export class GenerationService {
     const promptIds = this.tokenizer.encode(request.inputs)
     const maxNewTokens = request.maxNewTokens ?? config.DEFAULT_MAX_NEW_TOKENS
     const prefixLen = prefixes.reduce((n, x) => n + x.numVirtualTokens, 0)
-    const limit = this.engine.spec.maxPositions
-    if (prefixLen + promptIds.length + maxNewTokens > limit) {
-      throw new PromptTooLongError(
-        `prefix (${prefixLen}) + prompt (${promptIds.length} tokens) + max_new_tokens (${maxNewTokens}) = ` +
-          `${prefixLen + promptIds.length + maxNewTokens} exceeds the model's ${limit} positions`,
-      )
-    }
+    const overflow = positionBudgetProblem(this.engine.spec, prefixLen, promptIds.length, maxNewTokens)
+    if (overflow !== null) throw new PromptTooLongError(overflow)
     return {
       arrivedAt,
       promptIds,
