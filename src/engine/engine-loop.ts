@@ -7,7 +7,7 @@
  */
 import { flatError, flattenError, type FlatError } from '../domain/error-table.js'
 import { buildDecode, buildPrefill } from './batch/forward-feed.js'
-import { advance, compact, emptyKvState, type KvShape, type KvState } from './batch/kv-state.js'
+import { appendStep, compact, emptyKvState, prefillState, withRoom, type KvShape, type KvState } from './batch/kv-state.js'
 import { epochMs } from '../domain/clock.js'
 import type { ForwardResult } from './forward-runner.js'
 import type { Generation } from './generation.js'
@@ -135,11 +135,12 @@ export class EngineLoop {
   /** One decode pass: every running row feeds its last token. */
   private async decode(events: TokenEvent[]): Promise<void> {
     const rows = this.state.rowIds.map((id) => this.scheduler.runningRequest(id)!)
+    this.state = withRoom(this.shape, this.state)
     const feed = buildDecode(this.state, rows.map((g) => g.lastToken))
     this.lastBatchSize = rows.length
     const out = await this.runGuarded(rows, () => this.forward.run(feed))
     if (!out) return
-    this.state = advance(this.state, out.presentKeys, out.presentValues, feed.attentionMask)
+    appendStep(this.shape, this.state, out.stepKeys, out.stepValues)
     rows.forEach((g, r) => events.push(g.step(out.logits, r * this.vocabSize)))
   }
 
@@ -151,7 +152,7 @@ export class EngineLoop {
     if (!out) return null
     // Prompts are left-padded, so every row's last prompt token is the last column.
     admitted.forEach((g, r) => events.push({ ...g.step(out.logits, ((r + 1) * feed.seqLen - 1) * this.vocabSize), admittedAt }))
-    return { ...state, keys: out.presentKeys, values: out.presentValues }
+    return prefillState(this.shape, feed, state.rowIds, state.nextPosition, out.stepKeys, out.stepValues)
   }
 
   /** A failed forward pass fails the requests in it, not the engine. */

@@ -4,5 +4,6 @@
  * an input the exported graph does not take.
  */
 import type { GraphRewrite } from './graph-rewrite.js'
+import { kvStepOutputs } from './kv-step-outputs.js'
 
-export const MODEL_REWRITES: readonly GraphRewrite[] = []
+export const MODEL_REWRITES: readonly GraphRewrite[] = [kvStepOutputs]
