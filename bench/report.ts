@@ -84,6 +84,10 @@ export function report({ measured, machine, profile, bareRuns, ratios, rounds, s
   lines.push(`| bare loop, share of time in session.run | ${fmt(spread(bareShare).median * 100, 1)} % |`)
   lines.push(`| sampler select(), per row, greedy with logprob (log-sum-exp over the vocabulary) | ${fmt(profile.selectWithLogprobUs / 1000, 3)} |`)
   lines.push(`| sampler select(), per row, greedy without logprob | ${fmt(profile.selectWithoutLogprobUs / 1000, 3)} |`)
+  const j = profile.joins
+  const pct = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]
+  lines.push(`| a request joining ${j.runningRows} running rows: time to first token, p50 / p99 (${j.ttftMs.length} joins) | ${fmt(pct(j.ttftMs, 0.5), 1)} / ${fmt(pct(j.ttftMs, 0.99), 1)} |`)
+  lines.push(`| … the stall it causes the running rows (their step minus a plain decode step of ${fmt(j.decodeStepMs, 1)} ms), p50 / p99 | ${fmt(pct(j.stallMs, 0.5), 1)} / ${fmt(pct(j.stallMs, 0.99), 1)} |`)
   lines.push('')
   lines.push(`In-process engine throughput for that run: ${fmt(profile.tokens / profile.seconds)} tokens/s over ${profile.steps} steps.`)
   lines.push('')
