@@ -25,13 +25,15 @@ export class BareLoop {
     private readonly vocabSize: number,
   ) {}
 
-  static async create(modelFile: string, threads: number, vocabSize: number): Promise<BareLoop> {
-    const session = await ort.InferenceSession.create(modelFile, {
+  /** `model`: a file, or a derived graph's bytes (graph/derive-model.ts). */
+  static async create(model: string | Uint8Array, threads: number, vocabSize: number): Promise<BareLoop> {
+    const options: ort.InferenceSession.SessionOptions = {
       executionProviders: ['cpu'],
       graphOptimizationLevel: 'all',
       interOpNumThreads: 1,
       intraOpNumThreads: threads,
-    })
+    }
+    const session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options)
     return new BareLoop(session, vocabSize)
   }
 
@@ -99,6 +101,10 @@ export class BareLoop {
       attention_mask: new ort.Tensor('int64', new BigInt64Array(B * (past + seq)).fill(1n), [B, past + seq]),
       position_ids: new ort.Tensor('int64', positions, [B, seq]),
     }
+    // A derived inputs_embeds input, fed as the engine feeds passes without virtual tokens: one zero row.
+    const embeds = (this.session as unknown as { inputMetadata: Array<{ name: string; shape?: Array<number | string> }> }).inputMetadata.find((m) => m.name === 'inputs_embeds')
+    const hidden = embeds?.shape?.[2]
+    if (typeof hidden === 'number') feeds.inputs_embeds = new ort.Tensor('float32', new Float32Array(hidden), [1, 1, hidden])
     keys.forEach((k, i) => {
       feeds[`past_key_values.${i}.key`] = k
       feeds[`past_key_values.${i}.value`] = values[i]

@@ -7,7 +7,8 @@ import { greedyParams } from '../test/helpers/engine-params.js'
 
 export interface BatchRow {
   promptIds: number[]
-  prefixKey: string
+  /** Engine keys of the row's adapters, composed in order; [] for none. */
+  adapterKeys: string[]
 }
 
 export interface Throughput {
@@ -22,7 +23,7 @@ export function runEngineBatch(engine: EngineClient, rows: readonly BatchRow[], 
   let left = rows.length
   return new Promise((resolve, reject) => {
     for (const row of rows) {
-      engine.submit(row.promptIds, [row.prefixKey], greedyParams(newTokens), {
+      engine.submit(row.promptIds, row.adapterKeys, greedyParams(newTokens), {
         onToken: (e) => {
           tokens++
           if (e.finish && --left === 0) resolve({ tokens, seconds: (performance.now() - started) / 1000 })

@@ -47,7 +47,7 @@ export class EngineProfiler {
     const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
     const eos = new Set(spec.eosTokenIds)
     return new EngineProfiler(
-      (id, prompt, prefix, newTokens) => new Generation(id, prompt, [prefix], greedyParams(newTokens), spec.vocabSize, eos, tokenizer),
+      (id, prompt, prefix, newTokens) => new Generation(id, prompt, [{ kind: 'past_kv', prefix }], greedyParams(newTokens), spec.vocabSize, eos, tokenizer),
       new ForwardRunner(model.session, model.signature, shape),
       shape,
       spec.vocabSize,

@@ -49,8 +49,8 @@ const prefixIds = await writePrefixFolder(prefixDir, prefixes)
 log('starting the HTTP server (engine worker, model load, warm-up)')
 const server = await startServer(modelDir, prefixDir, threads, streams)
 const engine = server.app.engine
-prefixes.forEach((p, i) => engine.putPrefix(`mixed-${i}`, p))
-engine.putPrefix('shared', prefixes[0])
+prefixes.forEach((p, i) => engine.putAdapter(`mixed-${i}`, { kind: 'past_kv', prefix: p }))
+engine.putAdapter('shared', { kind: 'past_kv', prefix: prefixes[0] })
 const tokenizer = await TextTokenizer.load(modelDir, spec.bosTokenId)
 const bodies: GenerateBody[] = prefixIds.map((id, i) => ({
   inputs: promptOfTokens(tokenizer, promptTokens, i + 1),
@@ -62,7 +62,7 @@ const side = await SideWorker.start({ modelDir, modelFile, threads, vocabSize: s
 const python = await startPythonReferences(args.python!, prefixDir, { modelDir, modelFile, threads, prompts, prefixes, newTokens }, log)
 
 const rows = (n: number, shared: boolean): BatchRow[] =>
-  prompts.slice(0, n).map((promptIds, i) => ({ promptIds, prefixKey: shared ? 'shared' : `mixed-${i}` }))
+  prompts.slice(0, n).map((promptIds, i) => ({ promptIds, adapterKeys: [shared ? 'shared' : `mixed-${i}`] }))
 const bareRuns: Array<{ runSeconds: number; seconds: number }> = []
 // Compared variants run back to back (the machine's load drifts), in this
 // order on even rounds and reversed on odd ones, so neither side of a ratio

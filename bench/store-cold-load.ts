@@ -17,13 +17,13 @@ import { rm } from 'node:fs/promises'
 import { LLAMA_110M, peftUpload, specOf, summary, timed } from './store-shared.js'
 
 export async function coldLoad(opts: { dir: string; redisUrl: string; runs: number }): Promise<string[]> {
-  const spec = specOf(LLAMA_110M)
+  const model = { spec: specOf(LLAMA_110M), accepts: new Set(['past_kv'] as const) }
   const P = 20
   const convert: number[] = []
-  let stored = toStoredBlob(parseUpload(peftUpload(LLAMA_110M, P, 1), 1 << 30), spec, 'cold')
+  let stored = toStoredBlob(parseUpload(peftUpload(LLAMA_110M, P, 1), 1 << 30), model, 'cold')
   for (let i = 0; i < opts.runs; i++) {
     const files = peftUpload(LLAMA_110M, P, 1)
-    convert.push((await timed(() => (stored = toStoredBlob(parseUpload(files, 1 << 30), spec, 'cold')))).ms)
+    convert.push((await timed(() => (stored = toStoredBlob(parseUpload(files, 1 << 30), model, 'cold')))).ms)
   }
   const record = newRecord('cold', stored, { description: '', source: 'upload' })
   const embedded = await EmbeddedIndex.open(join(opts.dir, 'cold-embedded'))
@@ -34,7 +34,7 @@ export async function coldLoad(opts: { dir: string; redisUrl: string; runs: numb
 
   const materialize = (blob: Buffer) => {
     const { prefix } = readNativePrefix(blob)
-    assertPrefixFitsModel(prefix, spec, 'cold')
+    assertPrefixFitsModel(prefix, model.spec, 'cold')
     return prefix
   }
   const fromDisk: number[] = []

@@ -5,7 +5,7 @@
  * within PREFIX_CACHE_BYTES, whatever the number of prefixes.
  */
 import { join } from 'node:path'
-import type { PrefixKV } from '../src/domain/prefix-kv.js'
+import type { AdapterContribution } from '../src/domain/adapter-contribution.js'
 import { EmbeddedIndex } from '../src/prefixes/store/embedded-index.js'
 import type { PrefixIndex } from '../src/prefixes/store/prefix-record.js'
 import { PrefixStore } from '../src/prefixes/store/prefix-store.js'
@@ -22,11 +22,11 @@ const KV_BYTES = 2 * SHAPE.layers * SHAPE.kvHeads * P * SHAPE.headDim * 4
 
 /** Holds what it is given, as the engine worker does. */
 class HoldingSink {
-  readonly held = new Map<string, PrefixKV>()
-  putPrefix(key: string, prefix: PrefixKV): void {
-    this.held.set(key, prefix)
+  readonly held = new Map<string, AdapterContribution>()
+  putAdapter(key: string, adapter: AdapterContribution): void {
+    this.held.set(key, adapter)
   }
-  dropPrefix(key: string): void {
+  dropAdapter(key: string): void {
     this.held.delete(key)
   }
 }
@@ -40,7 +40,7 @@ const memory = () => {
 
 async function scaleOne(index: PrefixIndex, dir: string, count: number, budget: number) {
   const sink = new HoldingSink()
-  const store = await PrefixStore.open({ index, spec: specOf(SHAPE), sink, prefixDir: join(dir, 'none'), cacheBytes: budget, maxFileBytes: 1 << 20, recheckMs: 500, quota: UNLIMITED, log })
+  const store = await PrefixStore.open({ index, model: { spec: specOf(SHAPE), accepts: new Set(['past_kv']) }, sink, prefixDir: join(dir, 'none'), cacheBytes: budget, maxFileBytes: 1 << 20, recheckMs: 500, quota: UNLIMITED, log })
   const uploads: number[] = []
   const registerStart = performance.now()
   for (let i = 0; i < count; i++) {

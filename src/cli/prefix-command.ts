@@ -33,10 +33,13 @@ Exit status: 0 done, 1 the server or network refused, 2 bad command line.
 interface PrefixRecord {
   id: string
   version: number
+  /** Absent from servers older than adapter kinds: those store prefixes only. */
+  kind?: string
   num_virtual_tokens: number
-  num_layers: number
-  num_kv_heads: number
-  head_dim: number
+  num_layers?: number
+  num_kv_heads?: number
+  head_dim?: number
+  hidden_size?: number
   bytes: number
   format: string
   description: string
@@ -59,10 +62,16 @@ function needArgs(positionals: string[], count: number, what: string): void {
   if (positionals.length !== count) throw new UsageError(`${what}`)
 }
 
+/** A prefix's per-layer key/value shape (layers x kv heads x head size), or the width of a prompt-learning adapter's vectors. */
+function shapeOf(r: PrefixRecord): { short: string; long: string } {
+  if (r.hidden_size !== undefined) return { short: `${r.hidden_size}`, long: `hidden size ${r.hidden_size}` }
+  return { short: `${r.num_layers}x${r.num_kv_heads}x${r.head_dim}`, long: `${r.num_layers} layers, ${r.num_kv_heads} kv heads, head size ${r.head_dim}` }
+}
+
 function table(records: PrefixRecord[]): string {
-  const rows = [['ID', 'VERSION', 'TOKENS', 'SHAPE', 'BYTES', 'UPDATED', 'DESCRIPTION']]
+  const rows = [['ID', 'KIND', 'VERSION', 'TOKENS', 'SHAPE', 'BYTES', 'UPDATED', 'DESCRIPTION']]
   for (const r of records) {
-    rows.push([r.id, String(r.version), String(r.num_virtual_tokens), `${r.num_layers}x${r.num_kv_heads}x${r.head_dim}`, String(r.bytes), r.updated_at, r.description])
+    rows.push([r.id, r.kind ?? 'prefix', String(r.version), String(r.num_virtual_tokens), shapeOf(r).short, String(r.bytes), r.updated_at, r.description])
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)))
   return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ').trimEnd()).join('\n') + '\n'
@@ -71,9 +80,10 @@ function table(records: PrefixRecord[]): string {
 function describe(r: PrefixRecord): string {
   return [
     `id:           ${r.id}`,
+    `kind:         ${r.kind ?? 'prefix'}`,
     `version:      ${r.version}`,
     `tokens:       ${r.num_virtual_tokens}`,
-    `shape:        ${r.num_layers} layers, ${r.num_kv_heads} kv heads, head size ${r.head_dim}`,
+    `shape:        ${shapeOf(r).long}`,
     `format:       ${r.format}`,
     `bytes:        ${r.bytes}`,
     `sha256:       ${r.sha256}`,

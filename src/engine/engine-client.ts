@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events'
 import { Worker } from 'node:worker_threads'
 import { CodedError, flatError } from '../domain/error-table.js'
-import type { PrefixKV } from '../domain/prefix-kv.js'
+import type { AdapterContribution, ContributionKind } from '../domain/adapter-contribution.js'
 import type { ModelSpec } from '../domain/model-spec.js'
 import {
   PROTOCOL_VERSION,
@@ -41,6 +41,8 @@ export class EngineClient extends EventEmitter {
   private constructor(
     private readonly worker: Worker,
     readonly spec: ModelSpec,
+    /** The adapter contributions the loaded model can take (the store refuses kinds that need others). */
+    readonly accepts: ReadonlySet<ContributionKind>,
   ) {
     super()
     worker.on('message', (msg: FromWorker) => this.onMessage(msg))
@@ -67,7 +69,7 @@ export class EngineClient extends EventEmitter {
       }
       function first(msg: FromWorker) {
         detach()
-        if (msg.type === 'ready') resolve(new EngineClient(worker, msg.spec))
+        if (msg.type === 'ready') resolve(new EngineClient(worker, msg.spec, new Set(msg.accepts)))
         else if (msg.type === 'fatal') fail(new CodedError(msg.error))
         else fail(new Error(`unexpected first message from the engine: ${msg.type}`))
       }
@@ -81,14 +83,14 @@ export class EngineClient extends EventEmitter {
     return this.alive
   }
 
-  submit(promptIds: number[], prefixKeys: string[], params: GenerationParams, handlers: RequestHandlers): SubmittedRequest {
+  submit(promptIds: number[], adapterKeys: string[], params: GenerationParams, handlers: RequestHandlers): SubmittedRequest {
     const id = this.nextId++
     if (!this.alive) {
       queueMicrotask(() => handlers.onError(new CodedError(flatError('PREFIXD_NOT_READY', 'the engine is not running'))))
       return { id, cancel: () => {} }
     }
     this.pending.set(id, handlers)
-    this.post({ v: PROTOCOL_VERSION, type: 'submit', id, promptIds, prefixKeys, params })
+    this.post({ v: PROTOCOL_VERSION, type: 'submit', id, promptIds, adapterKeys, params })
     return {
       id,
       cancel: () => {
@@ -97,13 +99,13 @@ export class EngineClient extends EventEmitter {
     }
   }
 
-  /** Sends a prefix's key/values to the worker (a copy; the worker keeps it under key). */
-  putPrefix(key: string, prefix: PrefixKV): void {
-    this.post({ v: PROTOCOL_VERSION, type: 'putPrefix', key, prefix })
+  /** Sends an adapter's contribution to the worker (a copy; the worker keeps it under key). */
+  putAdapter(key: string, adapter: AdapterContribution): void {
+    this.post({ v: PROTOCOL_VERSION, type: 'putAdapter', key, adapter })
   }
 
-  dropPrefix(key: string): void {
-    this.post({ v: PROTOCOL_VERSION, type: 'dropPrefix', key })
+  dropAdapter(key: string): void {
+    this.post({ v: PROTOCOL_VERSION, type: 'dropAdapter', key })
   }
 
   /**

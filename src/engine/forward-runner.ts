@@ -16,11 +16,17 @@ export interface ForwardResult {
 }
 
 export class ForwardRunner {
+  /** What passes without virtual tokens feed: one zero row the graph broadcasts and never selects. */
+  private readonly noEmbeds: ort.Tensor | null
+
   constructor(
     private readonly session: ort.InferenceSession,
     private readonly signature: OnnxSignature,
     private readonly shape: KvShape,
-  ) {}
+  ) {
+    const embeds = signature.inputsEmbeds
+    this.noEmbeds = embeds === null ? null : new ort.Tensor('float32', new Float32Array(embeds.hiddenSize), [1, 1, embeds.hiddenSize])
+  }
 
   async run(feed: ForwardFeed): Promise<ForwardResult> {
     const { batch, seqLen, pastLen } = feed
@@ -31,6 +37,13 @@ export class ForwardRunner {
       attention_mask: new ort.Tensor('int64', feed.attentionMask, [batch, pastLen + seqLen]),
     }
     if (sig.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', feed.positionIds, [batch, seqLen])
+    if (sig.inputsEmbeds !== null) {
+      const { name, hiddenSize } = sig.inputsEmbeds
+      feeds[name] = feed.inputsEmbeds === null ? this.noEmbeds! : new ort.Tensor('float32', feed.inputsEmbeds, [batch, seqLen, hiddenSize])
+    } else if (feed.inputsEmbeds !== null) {
+      // The store refuses input-embedding adapters for such a model; this guards the engine's own invariant.
+      throw new Error('this model takes no inputs_embeds: its token-embedding lookup could not be derived')
+    }
     if (sig.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([pastLen > 0 ? 1 : 0]), [1])
     const pastDims = [batch, H, pastLen, D]
     for (let i = 0; i < sig.pastKeys.length; i++) {

@@ -3,7 +3,7 @@
  * incremental detokenizer and stop-sequence matcher, and the rules that end it
  * (EOS, stop sequence, max_new_tokens). Pure given the logits it is handed.
  */
-import type { PrefixKV } from '../domain/prefix-kv.js'
+import { contributionPositions, type AdapterContribution } from '../domain/adapter-contribution.js'
 import { IncrementalDecoder } from './sampling/incremental-decoder.js'
 import { TokenSampler } from './sampling/sampler.js'
 import { StopMatcher } from './sampling/stop-sequences.js'
@@ -31,15 +31,16 @@ export class Generation {
   constructor(
     readonly id: number,
     readonly promptIds: readonly number[],
-    readonly prefixes: readonly PrefixKV[],
+    /** What the request's adapters contribute, in the order it named them. */
+    readonly adapters: readonly AdapterContribution[],
     readonly params: GenerationParams,
     vocabSize: number,
     private readonly eosIds: ReadonlySet<number>,
     private readonly tokens: TokenText,
   ) {
     this.tenant = params.tenant ?? ''
-    const prefixLen = prefixes.reduce((n, p) => n + p.numVirtualTokens, 0)
-    this.prefillTokens = prefixLen + promptIds.length
+    const virtualTokens = adapters.reduce((n, a) => n + contributionPositions(a), 0)
+    this.prefillTokens = virtualTokens + promptIds.length
     this.maxTotalTokens = this.prefillTokens + params.maxNewTokens
     this.context = [...promptIds]
     this.sampler = new TokenSampler(params, vocabSize, { logprobs: params.logprobs ?? true })

@@ -5,12 +5,19 @@
  * instead of failing on the first request.
  */
 import { ModelLoadError } from './model-load-error.js'
+import type { ContributionKind } from '../domain/adapter-contribution.js'
+import { INPUTS_EMBEDS } from './graph/inputs-embeds-rewrite.js'
 import type { ModelSpec } from '../domain/model-spec.js'
 
 export interface OnnxSignature {
   hasPositionIds: boolean
   /** Merged decoders (decoder_model_merged.onnx) take a boolean `use_cache_branch`. */
   hasUseCacheBranch: boolean
+  /**
+   * The derived `inputs_embeds` input (graph/inputs-embeds-rewrite.ts), when
+   * the model has one: virtual tokens of prompt-learning adapters enter here.
+   */
+  inputsEmbeds: { name: string; hiddenSize: number } | null
   /** pastKeys[i] / pastValues[i]: input names of layer i. */
   pastKeys: string[]
   pastValues: string[]
@@ -81,6 +88,7 @@ export function readSignature(
   return {
     hasPositionIds: inputNames.includes('position_ids'),
     hasUseCacheBranch: inputNames.includes('use_cache_branch'),
+    inputsEmbeds: inputNames.includes(INPUTS_EMBEDS) ? { name: INPUTS_EMBEDS, hiddenSize: spec.hiddenSize } : null,
     pastKeys,
     pastValues,
     presentKeys,
@@ -88,4 +96,9 @@ export function readSignature(
     presentIsStep,
     logits: 'logits',
   }
+}
+
+/** The adapter contributions this graph can take: past key/values always, input embeddings when derived. */
+export function acceptedContributions(sig: OnnxSignature): ContributionKind[] {
+  return sig.inputsEmbeds === null ? ['past_kv'] : ['past_kv', 'input_embeds']
 }

@@ -5,11 +5,11 @@
  */
 import type { FlatError } from '../domain/error-table.js'
 import type { ModelSpec } from '../domain/model-spec.js'
-import type { PrefixKV } from '../domain/prefix-kv.js'
+import type { AdapterContribution, ContributionKind } from '../domain/adapter-contribution.js'
 import type { SamplingParams } from './sampling/sampling-params.js'
 import type { SchedulerLimits } from './scheduler.js'
 
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 /** How the worker starts: the model, the runtime, and the scheduler's limits as they are. */
 export interface EngineOptions extends SchedulerLimits {
@@ -39,16 +39,16 @@ export interface SubmitMessage {
   type: 'submit'
   id: number
   promptIds: number[]
-  /** Keys of prefixes already sent with putPrefix, concatenated in this order. */
-  prefixKeys: string[]
+  /** Keys of adapters already sent with putAdapter, composed in this order. */
+  adapterKeys: string[]
   params: GenerationParams
 }
 
 export type ToWorker =
   | SubmitMessage
   | { v: typeof PROTOCOL_VERSION; type: 'cancel'; id: number }
-  | { v: typeof PROTOCOL_VERSION; type: 'putPrefix'; key: string; prefix: PrefixKV }
-  | { v: typeof PROTOCOL_VERSION; type: 'dropPrefix'; key: string }
+  | { v: typeof PROTOCOL_VERSION; type: 'putAdapter'; key: string; adapter: AdapterContribution }
+  | { v: typeof PROTOCOL_VERSION; type: 'dropAdapter'; key: string }
   | { v: typeof PROTOCOL_VERSION; type: 'shutdown' }
 
 export type FinishReason = 'length' | 'eos_token' | 'stop_sequence'
@@ -76,7 +76,8 @@ export interface EngineStats {
 export type LoopStats = Omit<EngineStats, 'prefixesCached'>
 
 export type FromWorker =
-  | { v: typeof PROTOCOL_VERSION; type: 'ready'; spec: ModelSpec }
+  /** `accepts`: the contributions the loaded (derived) graph can take. */
+  | { v: typeof PROTOCOL_VERSION; type: 'ready'; spec: ModelSpec; accepts: ContributionKind[] }
   | { v: typeof PROTOCOL_VERSION; type: 'tokens'; events: TokenEvent[]; stats: EngineStats }
   | { v: typeof PROTOCOL_VERSION; type: 'failed'; id: number; error: FlatError }
   | { v: typeof PROTOCOL_VERSION; type: 'stats'; stats: EngineStats }

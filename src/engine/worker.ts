@@ -6,12 +6,13 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { flatError, flattenError } from '../domain/error-table.js'
-import type { PrefixKV } from '../domain/prefix-kv.js'
+import type { AdapterContribution } from '../domain/adapter-contribution.js'
 import { buildPrefill } from './batch/forward-feed.js'
 import { EngineLoop } from './engine-loop.js'
 import { ForwardRunner } from './forward-runner.js'
 import { Generation } from './generation.js'
 import { loadModel } from './loaded-model.js'
+import { acceptedContributions } from './onnx-signature.js'
 import { PROTOCOL_VERSION, type EngineOptions, type FromWorker, type SubmitMessage, type ToWorker } from './protocol.js'
 
 const port = parentPort!
@@ -23,7 +24,7 @@ async function main(): Promise<void> {
   const { spec, tokenizer } = model
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
   const runner = new ForwardRunner(model.session, model.signature, shape)
-  const prefixes = new Map<string, PrefixKV>()
+  const adapters = new Map<string, AdapterContribution>()
   const eos = new Set(spec.eosTokenIds)
   const loop = new EngineLoop(
     runner,
@@ -31,16 +32,16 @@ async function main(): Promise<void> {
     spec.vocabSize,
     opts,
     {
-      tokens: (events, stats) => send({ v: PROTOCOL_VERSION, type: 'tokens', events, stats: { ...stats, prefixesCached: prefixes.size } }),
+      tokens: (events, stats) => send({ v: PROTOCOL_VERSION, type: 'tokens', events, stats: { ...stats, prefixesCached: adapters.size } }),
       failed: (id, error) => send({ v: PROTOCOL_VERSION, type: 'failed', id, error }),
-      idle: (stats) => send({ v: PROTOCOL_VERSION, type: 'stats', stats: { ...stats, prefixesCached: prefixes.size } }),
+      idle: (stats) => send({ v: PROTOCOL_VERSION, type: 'stats', stats: { ...stats, prefixesCached: adapters.size } }),
     },
   )
 
   const submit = (msg: SubmitMessage) => {
-    const resolved: PrefixKV[] = []
-    for (const key of msg.prefixKeys) {
-      const p = prefixes.get(key)
+    const resolved: AdapterContribution[] = []
+    for (const key of msg.adapterKeys) {
+      const p = adapters.get(key)
       if (!p) {
         send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flatError('PREFIXD_PREFIX_NOT_FOUND', `prefix '${key}' not found`) })
         return
@@ -62,11 +63,11 @@ async function main(): Promise<void> {
         return submit(msg)
       case 'cancel':
         return loop.cancel(msg.id)
-      case 'putPrefix':
-        prefixes.set(msg.key, msg.prefix)
+      case 'putAdapter':
+        adapters.set(msg.key, msg.adapter)
         return
-      case 'dropPrefix':
-        prefixes.delete(msg.key)
+      case 'dropAdapter':
+        adapters.delete(msg.key)
         return
       case 'shutdown':
         // Finish the forward pass in progress, then end the thread cleanly.
@@ -76,8 +77,8 @@ async function main(): Promise<void> {
   })
   // Warm-up: the first run of a session allocates and plans; pay that before
   // the server says it is ready, not on a user's first request.
-  await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], prefixes: [] }]).feed)
-  send({ v: PROTOCOL_VERSION, type: 'ready', spec })
+  await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], adapters: [] }]).feed)
+  send({ v: PROTOCOL_VERSION, type: 'ready', spec, accepts: acceptedContributions(model.signature) })
 }
 
 main().catch((err: unknown) => {

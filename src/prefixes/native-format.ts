@@ -69,7 +69,11 @@ function parseMetadata(meta: Record<string, string>): NativePrefixMetadata {
 
 /** Validates header, metadata and tensor shapes without decoding any values. */
 export function inspectNativePrefix(buf: Uint8Array, opts: ParseOptions = {}): NativePrefixHeader {
-  const file = parseSafetensors(buf, opts)
+  return inspectNativePrefixFile(parseSafetensors(buf, opts))
+}
+
+/** As inspectNativePrefix, on a file already parsed (the kind table reads the header once). */
+export function inspectNativePrefixFile(file: SafetensorsFile): NativePrefixHeader {
   const metadata = parseMetadata(file.metadata)
   const extra = [...file.tensors.keys()].filter((n) => n !== KEYS_TENSOR && n !== VALUES_TENSOR)
   if (extra.length > 0) invalid(`unexpected tensors ${extra.map((n) => `'${n}'`).join(', ')}`)
@@ -94,7 +98,12 @@ export function readNativePrefix(
   buf: Uint8Array,
   opts: ParseOptions = {},
 ): { prefix: PrefixKV; metadata: NativePrefixMetadata; dtype: string } {
-  const { metadata, dtype, file } = inspectNativePrefix(buf, opts)
+  return readNativePrefixFile(parseSafetensors(buf, opts))
+}
+
+/** As readNativePrefix, on a file already parsed. */
+export function readNativePrefixFile(parsed: SafetensorsFile): { prefix: PrefixKV; metadata: NativePrefixMetadata; dtype: string } {
+  const { metadata, dtype, file } = inspectNativePrefixFile(parsed)
   const { numLayers: L, numKvHeads: H, numVirtualTokens: P, headDim: D } = metadata
   const perLayer = H * P * D
   // Layer i's block is contiguous in [L, H, P, D]: slice (copy) it out so each layer stands alone.

@@ -17,7 +17,7 @@ import { join } from 'node:path'
 import { InvalidPrefixError } from '../errors.js'
 import { decodeFloatTensor } from './dtype-convert.js'
 import type { PrefixKV } from '../domain/prefix-kv.js'
-import { parseSafetensors, type ParseOptions } from './safetensors.js'
+import { parseSafetensors, type ParseOptions, type SafetensorsFile } from './safetensors.js'
 
 export const PEFT_CONFIG_FILE = 'adapter_config.json'
 export const PEFT_WEIGHTS_FILE = 'adapter_model.safetensors'
@@ -45,8 +45,8 @@ function positiveInteger(config: Record<string, unknown>, field: string): number
   return v
 }
 
-/** Validates adapter_config.json (its bytes, its text or the parsed object) as a prefix-tuning config. */
-export function parsePeftConfig(config: Uint8Array | string | unknown): PeftPrefixConfig {
+/** adapter_config.json (its bytes, its text or the parsed object) as a JSON object, whatever its peft_type. */
+export function parseAdapterConfigJson(config: Uint8Array | string | unknown): Record<string, unknown> {
   let raw: unknown = config
   if (config instanceof Uint8Array || typeof config === 'string') {
     try {
@@ -57,7 +57,12 @@ export function parsePeftConfig(config: Uint8Array | string | unknown): PeftPref
     }
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) invalid(`${PEFT_CONFIG_FILE} must be a JSON object`)
-  const obj = raw as Record<string, unknown>
+  return raw as Record<string, unknown>
+}
+
+/** Validates adapter_config.json (its bytes, its text or the parsed object) as a prefix-tuning config. */
+export function parsePeftConfig(config: Uint8Array | string | unknown): PeftPrefixConfig {
+  const obj = parseAdapterConfigJson(config)
 
   const peftType = obj.peft_type
   if (typeof peftType !== 'string') invalid(`${PEFT_CONFIG_FILE} has no "peft_type"; expected "PREFIX_TUNING"`)
@@ -139,8 +144,11 @@ export interface PeftAdapter {
 /** Reads a PEFT prefix-tuning adapter from its config and weights bytes, validating both. */
 export function readPeftAdapter(config: Uint8Array | string | unknown, weights: Uint8Array, opts: ParseOptions = {}): PeftAdapter {
   if (looksLikePickle(weights)) invalid(PICKLE_REFUSAL)
-  const cfg = parsePeftConfig(config)
-  const file = parseSafetensors(weights, opts)
+  return readPeftPrefixFile(parsePeftConfig(config), parseSafetensors(weights, opts))
+}
+
+/** As readPeftAdapter, on a validated config and a parsed weights file. */
+export function readPeftPrefixFile(cfg: PeftPrefixConfig, file: SafetensorsFile): PeftAdapter {
   const dtype = checkWeightsHeader(file.tensors, cfg)
   const embeddings = decodeFloatTensor(file.bytesOf(PEFT_TENSOR), dtype, `'${PEFT_TENSOR}'`)
   const { keys, values } = splitIntoLayers(embeddings, cfg)

@@ -1,5 +1,5 @@
 /**
- * One prefix on disk is one folder holding either a PEFT adapter, as
+ * One adapter on disk (a prefix, or any other kind) is one folder holding either a PEFT adapter, as
  * `save_pretrained` writes it (adapter_config.json + adapter_model.safetensors;
  * PEFT's README.md beside them is ignored), or one native `prefix.safetensors`.
  * Never both: a folder that could be read two ways is refused rather than
@@ -9,9 +9,9 @@
 import { open, readdir } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { InvalidPrefixError, PayloadTooLargeError, PrefixNotFoundError } from '../errors.js'
-import { NATIVE_FILE, readNativePrefix } from './native-format.js'
-import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, readPeftAdapter, refusePickledAdapter } from './peft-adapter.js'
-import type { PrefixKV } from '../domain/prefix-kv.js'
+import { readNativeFile, readPeftFiles, type LoadedAdapter } from './adapter-files.js'
+import { NATIVE_FILE } from './native-format.js'
+import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, refusePickledAdapter } from './peft-adapter.js'
 
 export interface LoadPrefixOptions {
   /** Largest file accepted, in bytes; larger files raise PayloadTooLargeError. */
@@ -20,14 +20,6 @@ export interface LoadPrefixOptions {
   maxHeaderBytes?: number
 }
 
-export interface LoadedPrefix {
-  prefix: PrefixKV
-  format: 'peft' | 'native'
-  /** The dtype the values were stored in (F32, F16 or BF16). */
-  dtype: string
-  /** From a native file's metadata, when it has one. */
-  modelFingerprint?: string
-}
 
 function errnoCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code
@@ -67,8 +59,8 @@ async function listFolder(dir: string): Promise<Set<string>> {
   }
 }
 
-/** Loads and validates the prefix stored in `dir`, whichever of the two formats it is in. */
-export async function loadPrefixFolder(dir: string, opts: LoadPrefixOptions): Promise<LoadedPrefix> {
+/** Loads and validates the adapter stored in `dir`, whichever kind and of the two formats it is in. */
+export async function loadPrefixFolder(dir: string, opts: LoadPrefixOptions): Promise<LoadedAdapter> {
   const names = await listFolder(dir)
   await refusePickledAdapter(dir)
   const parseOpts = opts.maxHeaderBytes === undefined ? {} : { maxHeaderBytes: opts.maxHeaderBytes }
@@ -81,12 +73,7 @@ export async function loadPrefixFolder(dir: string, opts: LoadPrefixOptions): Pr
       `ambiguous prefix folder: it holds both '${NATIVE_FILE}' and PEFT files; keep one format`,
     )
   }
-  if (hasNative) {
-    const { prefix, dtype, metadata } = readNativePrefix(await readLimited(dir, NATIVE_FILE, opts.maxFileBytes), parseOpts)
-    const loaded: LoadedPrefix = { prefix, format: 'native', dtype }
-    if (metadata.modelFingerprint !== undefined) loaded.modelFingerprint = metadata.modelFingerprint
-    return loaded
-  }
+  if (hasNative) return readNativeFile(await readLimited(dir, NATIVE_FILE, opts.maxFileBytes), parseOpts)
   if (hasConfig !== hasWeights) {
     const [present, missing] = hasConfig ? [PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE] : [PEFT_WEIGHTS_FILE, PEFT_CONFIG_FILE]
     throw new InvalidPrefixError(`incomplete PEFT adapter: '${present}' is there but '${missing}' is missing`)
@@ -98,6 +85,5 @@ export async function loadPrefixFolder(dir: string, opts: LoadPrefixOptions): Pr
   }
   const configBytes = await readLimited(dir, PEFT_CONFIG_FILE, opts.maxFileBytes)
   const weights = await readLimited(dir, PEFT_WEIGHTS_FILE, opts.maxFileBytes)
-  const { prefix, dtype } = readPeftAdapter(configBytes, weights, parseOpts)
-  return { prefix, format: 'peft', dtype }
+  return readPeftFiles(configBytes, weights, parseOpts)
 }

@@ -16,7 +16,7 @@ declare module 'fastify' {
 export const storePlugin = fp(
   async (app) => {
     const log = app.log.child({ component: 'prefix-store' })
-    const store = await openPrefixStore(app.config, app.engine.spec, app.engine, log)
+    const store = await openPrefixStore(app.config, { spec: app.engine.spec, accepts: app.engine.accepts }, app.engine, log)
     app.decorate('prefixStore', store)
     const { metrics } = app
     store.onCacheEvent = (event) => {

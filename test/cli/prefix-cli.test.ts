@@ -61,11 +61,11 @@ t.test('upload, list, show, replace, rm', async (t) => {
   t.equal(list.code, 0, list.err)
   t.same((JSON.parse(list.out) as Array<{ id: string }>).map((r) => r.id), ['dog', 'robot'])
   const table = await cli(['list'], { env })
-  t.match(table.out, /^ID\s+VERSION\s+TOKENS\s+SHAPE\s+BYTES\s+UPDATED\s+DESCRIPTION\ndog\s+2\s+\d+\s+5x4x8\s/)
+  t.match(table.out, /^ID\s+KIND\s+VERSION\s+TOKENS\s+SHAPE\s+BYTES\s+UPDATED\s+DESCRIPTION\ndog\s+prefix\s+2\s+\d+\s+5x4x8\s/)
   const show = await cli(['show', 'robot', '--json'], { env })
   t.match(JSON.parse(show.out), { id: 'robot', num_layers: 5, format: 'peft' })
   const human = await cli(['show', 'dog'], { env })
-  t.match(human.out, /^id:\s+dog\nversion:\s+2\n/)
+  t.match(human.out, /^id:\s+dog\nkind:\s+prefix\nversion:\s+2\n/)
 
   t.match(await cli(['rm', 'robot'], { env }), { code: 0, out: 'deleted robot\n' })
   t.match(await cli(['show', 'robot'], { env }), { code: 1, err: /404 not_found: prefix 'robot' not found/ })

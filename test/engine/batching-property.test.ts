@@ -20,6 +20,7 @@ import { InProcessEngine } from '../helpers/batching-inprocess.js'
 import {
   generateTinyModel,
   randomPrefixes,
+  pastKv,
   seededPrefix,
   startFixture,
   storiesPrefixes,
@@ -156,7 +157,7 @@ t.test('EOS ends a request in a batch as it does alone (stories260K with "." as 
 t.test('the batch is re-packed exactly when its membership changes', async (t) => {
   const engine = await InProcessEngine.load(llamaDir)
   const prefixes = new Map([1, 3, 8, 16].map((len, i) => [`rand${len}`, seededPrefix(engine.spec, len, 1000 + i)]))
-  for (const [k, p] of prefixes) engine.putPrefix(k, p)
+  for (const [k, p] of prefixes) engine.putAdapter(k, pastKv(p))
 
   t.test('three requests admitted together and finishing together: one re-pack for nine decode passes', async (t) => {
     const from = engine.steps.length

@@ -16,7 +16,7 @@ import { kvStepOutputs } from '../../src/engine/graph/kv-step-outputs.js'
 import { readModelProto } from '../../src/engine/graph/model-proto.js'
 import { readModelSpec } from '../../src/engine/model-config.js'
 import { readSignature, type TensorMeta } from '../../src/engine/onnx-signature.js'
-import { generateTinyModel, seededPrefix, tempDir } from '../helpers/batching-models.js'
+import { generateTinyModel, pastKv, seededPrefix, tempDir } from '../helpers/batching-models.js'
 
 const dir = await tempDir(t, 'kv-step')
 const options: ort.InferenceSession.SessionOptions = { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1 }
@@ -51,8 +51,8 @@ for (const arch of ['llama', 'gpt2'] as const) {
 
     // Two rows with prefixes of different lengths and prompts of different lengths: padding and holes included.
     const rows = [
-      { id: 1, promptIds: [5, 6, 7, 8], prefixes: [seededPrefix(spec, 3, 11)] },
-      { id: 2, promptIds: [9, 10], prefixes: [seededPrefix(spec, 5, 12)] },
+      { id: 1, promptIds: [5, 6, 7, 8], adapters: [pastKv(seededPrefix(spec, 3, 11))] },
+      { id: 2, promptIds: [9, 10], adapters: [pastKv(seededPrefix(spec, 5, 12))] },
     ]
     const { feed, state } = buildPrefill(shape, rows)
     const a = await plain.runner.run(feed)
@@ -104,7 +104,7 @@ function filledState(shape: KvShape, rows: number, length: number): KvState {
   const values = keys.map((k) => k.map((x) => -x))
   return prefillState(
     shape,
-    { batch: rows, seqLen: length, pastLen: 0, inputIds: new BigInt64Array(0), positionIds: new BigInt64Array(0), attentionMask: feedMask, pastKeys: keys.map(() => new Float32Array(0)), pastValues: keys.map(() => new Float32Array(0)) },
+    { batch: rows, seqLen: length, pastLen: 0, inputIds: new BigInt64Array(0), inputsEmbeds: null, positionIds: new BigInt64Array(0), attentionMask: feedMask, pastKeys: keys.map(() => new Float32Array(0)), pastValues: keys.map(() => new Float32Array(0)) },
     Array.from({ length: rows }, (_, r) => r + 1),
     Array.from({ length: rows }, () => length),
     keys,

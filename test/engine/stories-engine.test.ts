@@ -43,8 +43,8 @@ t.test('stories260K through the engine worker', async (t) => {
   const base = readExpected(join(storiesModelDir, 'expected-base.json'))
   const adapters = ['dog-max', 'robot-benny']
   for (const name of adapters) {
-    const { prefix } = await loadPrefixFolder(join(storiesPrefixesDir, name), { maxFileBytes: 1 << 24 })
-    engine.putPrefix(name, prefix)
+    const { contribution } = await loadPrefixFolder(join(storiesPrefixesDir, name), { maxFileBytes: 1 << 24 })
+    engine.putAdapter(name, contribution)
   }
 
   t.test('base model, one request at a time, matches transformers greedy', async (t) => {

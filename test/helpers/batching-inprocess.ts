@@ -17,7 +17,7 @@ import { loadModel } from '../../src/engine/loaded-model.js'
 import type { ModelSpec } from '../../src/domain/model-spec.js'
 import type { GenerationParams, TokenEvent } from '../../src/engine/protocol.js'
 import { CodedError } from '../../src/domain/error-table.js'
-import type { PrefixKV } from '../../src/domain/prefix-kv.js'
+import { contributionPositions, type AdapterContribution } from '../../src/domain/adapter-contribution.js'
 import { ENGINE_LIMITS } from './batching-models.js'
 
 export interface PassRecord {
@@ -41,7 +41,7 @@ export class InProcessEngine {
   readonly requests = new Map<number, RequestInfo>()
   /** Cancellations, each with the number of steps recorded when it was asked for. */
   readonly cancels: Array<{ id: number; afterSteps: number }> = []
-  private readonly prefixes = new Map<string, PrefixKV>()
+  private readonly adapters = new Map<string, AdapterContribution>()
   private readonly handlers = new Map<number, RequestHandlers>()
   private pendingPasses: PassRecord[] = []
   private nextId = 1
@@ -49,7 +49,7 @@ export class InProcessEngine {
   private constructor(
     readonly spec: ModelSpec,
     private readonly loop: EngineLoop,
-    private readonly newGeneration: (id: number, promptIds: number[], prefixes: PrefixKV[], params: GenerationParams) => Generation,
+    private readonly newGeneration: (id: number, promptIds: number[], adapters: AdapterContribution[], params: GenerationParams) => Generation,
   ) {}
 
   /**
@@ -87,19 +87,19 @@ export class InProcessEngine {
     return engine
   }
 
-  putPrefix(key: string, prefix: PrefixKV): void {
-    this.prefixes.set(key, prefix)
+  putAdapter(key: string, adapter: AdapterContribution): void {
+    this.adapters.set(key, adapter)
   }
 
   submit(promptIds: number[], prefixKeys: string[], params: GenerationParams, handlers: RequestHandlers): SubmittedRequest {
     const id = this.nextId++
     const prefixes = prefixKeys.map((k) => {
-      const p = this.prefixes.get(k)
+      const p = this.adapters.get(k)
       if (!p) throw new Error(`no prefix ${k}`)
       return p
     })
     this.handlers.set(id, handlers)
-    this.requests.set(id, { prefixLength: prefixes.reduce((n, p) => n + p.numVirtualTokens, 0), promptLength: promptIds.length })
+    this.requests.set(id, { prefixLength: prefixes.reduce((n, p) => n + contributionPositions(p), 0), promptLength: promptIds.length })
     this.loop.submit(this.newGeneration(id, promptIds, prefixes, params))
     return {
       id,

@@ -12,6 +12,7 @@ import { EngineClient } from '../../src/engine/engine-client.js'
 import type { EngineOptions } from '../../src/engine/protocol.js'
 import { generateModel, type ModelArch } from '../../src/models/generate/index.js'
 import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
+import type { AdapterContribution } from '../../src/domain/adapter-contribution.js'
 import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { storiesModelDir, storiesPrefixesDir } from './shared-data.js'
 import { randomPrefix } from './reference-prefix.js'
@@ -30,8 +31,8 @@ export interface ModelFixture {
   name: string
   engine: EngineClient
   modelDir: string
-  /** Prefix key → its PrefixKV, as sent to the engine. */
-  prefixes: Map<string, PrefixKV>
+  /** Adapter key → its contribution, as sent to the engine. */
+  prefixes: Map<string, AdapterContribution>
 }
 
 /** A temp folder removed when the test ends. */
@@ -54,29 +55,29 @@ export async function startFixture(
   t: TestLike,
   name: string,
   modelDir: string,
-  prefixes: (spec: EngineClient['spec']) => Promise<Map<string, PrefixKV>>,
+  prefixes: (spec: EngineClient['spec']) => Promise<Map<string, AdapterContribution>>,
   limits: Partial<typeof ENGINE_LIMITS> = {},
 ): Promise<ModelFixture> {
   const engine = await EngineClient.start(engineOptions(modelDir, limits))
   t.teardown(() => engine.close())
   const map = await prefixes(engine.spec)
-  for (const [key, p] of map) engine.putPrefix(key, p)
+  for (const [key, p] of map) engine.putAdapter(key, p)
   return { name, engine, modelDir, prefixes: map }
 }
 
 /** Random prefixes of several lengths (1 to 16 virtual tokens) for a generated model. */
 export function randomPrefixes(lengths: readonly number[]) {
-  return async (spec: EngineClient['spec']): Promise<Map<string, PrefixKV>> =>
-    new Map(lengths.map((len, i) => [`rand${len}`, seededPrefix(spec, len, 1000 + i)]))
+  return async (spec: EngineClient['spec']): Promise<Map<string, AdapterContribution>> =>
+    new Map(lengths.map((len, i) => [`rand${len}`, pastKv(seededPrefix(spec, len, 1000 + i))]))
 }
 
 /** The real PEFT adapters of stories260K (P = 8 and 16), plus one random prefix of an odd length. */
-export async function storiesPrefixes(spec: EngineClient['spec']): Promise<Map<string, PrefixKV>> {
-  const map = new Map<string, PrefixKV>()
+export async function storiesPrefixes(spec: EngineClient['spec']): Promise<Map<string, AdapterContribution>> {
+  const map = new Map<string, AdapterContribution>()
   for (const name of ['dog-max', 'robot-benny']) {
-    map.set(name, (await loadPrefixFolder(join(storiesPrefixesDir, name), { maxFileBytes: 1 << 24 })).prefix)
+    map.set(name, (await loadPrefixFolder(join(storiesPrefixesDir, name), { maxFileBytes: 1 << 24 })).contribution)
   }
-  map.set('rand5', seededPrefix(spec, 5, 77))
+  map.set('rand5', pastKv(seededPrefix(spec, 5, 77)))
   return map
 }
 
@@ -105,4 +106,9 @@ export async function storiesTokenId(piece: string): Promise<number> {
   const id = json.model.vocab[piece]
   if (id === undefined) throw new Error(`stories260K has no token ${JSON.stringify(piece)}`)
   return id
+}
+
+/** A prefix as the contribution the engine takes. */
+export function pastKv(prefix: PrefixKV): AdapterContribution {
+  return { kind: 'past_kv', prefix }
 }

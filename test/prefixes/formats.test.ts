@@ -90,7 +90,7 @@ for (const [id, P] of [['dog-max', 8], ['robot-benny', 16]] as const) {
     const loaded = await loadPrefixFolder(folder(id), { maxFileBytes: 1 << 20 })
     t.equal(loaded.format, 'peft')
     t.equal(loaded.dtype, 'F32')
-    t.same(loaded.prefix, prefix, 'the folder loader reads the same prefix')
+    t.same(loaded.contribution, { kind: 'past_kv', prefix }, 'the folder loader reads the same prefix')
   })
 }
 
@@ -226,7 +226,7 @@ t.test('native folder and prefix ids', async (t) => {
   const loaded = await loadPrefixFolder(dir, { maxFileBytes: 1 << 20 })
   t.equal(loaded.format, 'native')
   t.equal(loaded.modelFingerprint, 'fp')
-  t.same(loaded.prefix, prefix)
+  t.same(loaded.contribution, { kind: 'past_kv', prefix })
 
   for (const id of ['dog-max', 'a', 'A.b_c-9', '...', 'x'.repeat(128)]) t.ok(isValidPrefixId(id), `valid: ${id}`)
   for (const id of ['', '.', '..', 'x'.repeat(129), 'a/b', '../x', 'a b', 'caf\u00e9', 'a\0', 5, undefined]) {

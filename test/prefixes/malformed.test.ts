@@ -104,7 +104,7 @@ t.test('pickle detection does not mistake a 640-byte safetensors header', async 
   t.notOk(looksLikePickle(file))
   t.ok(looksLikePickle(PICKLE_BYTES) && looksLikePickle(TORCH_ZIP_BYTES))
   const dir = t.testdir({ 'adapter_config.json': fixture.configJson, 'adapter_model.safetensors': file })
-  t.same((await loadPrefixFolder(dir, { maxFileBytes: 4096 })).prefix, readPeftAdapter(fixture.configJson, fixture.safetensors).prefix)
+  t.same((await loadPrefixFolder(dir, { maxFileBytes: 4096 })).contribution, { kind: 'past_kv', prefix: readPeftAdapter(fixture.configJson, fixture.safetensors).prefix })
 })
 
 t.test('prefix folders that must be refused', async (t) => {

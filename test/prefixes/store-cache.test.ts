@@ -1,6 +1,6 @@
 /**
  * The memory side of the store: the engine's prefix LRU (bounded in bytes,
- * mirrored with putPrefix/dropPrefix, drops after a grace period), a store
+ * mirrored with putAdapter/dropAdapter, drops after a grace period), a store
  * resolving many prefixes within its budget, and the periodic re-check that
  * catches a change whose pub/sub notice was lost (against a real Redis).
  */
@@ -10,9 +10,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ModelSpec } from '../../src/domain/model-spec.js'
-import type { PrefixKV } from '../../src/domain/prefix-kv.js'
+import type { AdapterContribution } from '../../src/domain/adapter-contribution.js'
 import { EmbeddedIndex } from '../../src/prefixes/store/embedded-index.js'
-import { EnginePrefixCache, type PrefixSink } from '../../src/prefixes/store/engine-prefix-cache.js'
+import { EnginePrefixCache, type AdapterSink } from '../../src/prefixes/store/engine-prefix-cache.js'
 import type { PrefixIndex } from '../../src/prefixes/store/prefix-record.js'
 import { PrefixStore } from '../../src/prefixes/store/prefix-store.js'
 import { RedisIndex } from '../../src/prefixes/store/redis-index.js'
@@ -23,21 +23,24 @@ import { startRedis } from '../helpers/redis-server.js'
 const ADMIN = { tenant: 'admin', role: 'admin' } as const
 const UNLIMITED = { maxPrefixes: Number.MAX_SAFE_INTEGER, maxBytes: Number.MAX_SAFE_INTEGER }
 
-class RecordingSink implements PrefixSink {
-  readonly held = new Map<string, PrefixKV>()
+class RecordingSink implements AdapterSink {
+  readonly held = new Map<string, AdapterContribution>()
   readonly events: string[] = []
-  putPrefix(key: string, prefix: PrefixKV): void {
-    this.held.set(key, prefix)
+  putAdapter(key: string, adapter: AdapterContribution): void {
+    this.held.set(key, adapter)
     this.events.push(`put ${key}`)
   }
-  dropPrefix(key: string): void {
+  dropAdapter(key: string): void {
     this.held.delete(key)
     this.events.push(`drop ${key}`)
   }
 }
 
 /** A prefix of P tokens over 1 layer, 1 head of size 1: 2 * P * 4 bytes. */
-const kv = (P: number): PrefixKV => ({ numVirtualTokens: P, numLayers: 1, numKvHeads: 1, headDim: 1, keys: [new Float32Array(P)], values: [new Float32Array(P)] })
+const kv = (P: number): AdapterContribution => ({
+  kind: 'past_kv',
+  prefix: { numVirtualTokens: P, numLayers: 1, numKvHeads: 1, headDim: 1, keys: [new Float32Array(P)], values: [new Float32Array(P)] },
+})
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 t.test('the LRU evicts least recently used first, within its byte budget', async (t) => {
@@ -75,8 +78,8 @@ const log = { warn: () => undefined, info: () => undefined, debug: () => undefin
 const root = mkdtempSync(join(tmpdir(), 'prefixd-cache-'))
 t.teardown(() => rmSync(root, { recursive: true, force: true }))
 
-async function openStore(t: { teardown(fn: () => unknown): void }, index: PrefixIndex, sink: PrefixSink, cacheBytes: number, recheckMs = 1000) {
-  const store = await PrefixStore.open({ index, spec, sink, prefixDir: join(root, 'none'), cacheBytes, maxFileBytes: 1 << 20, recheckMs, quota: UNLIMITED, log })
+async function openStore(t: { teardown(fn: () => unknown): void }, index: PrefixIndex, sink: AdapterSink, cacheBytes: number, recheckMs = 1000) {
+  const store = await PrefixStore.open({ index, model: { spec, accepts: new Set(['past_kv']) }, sink, prefixDir: join(root, 'none'), cacheBytes, maxFileBytes: 1 << 20, recheckMs, quota: UNLIMITED, log })
   t.teardown(() => store.close())
   return store
 }

@@ -4,6 +4,7 @@
  * an input the exported graph does not take.
  */
 import type { GraphRewrite } from './graph-rewrite.js'
+import { inputsEmbedsRewrite } from './inputs-embeds-rewrite.js'
 import { kvStepOutputs } from './kv-step-outputs.js'
 
-export const MODEL_REWRITES: readonly GraphRewrite[] = [kvStepOutputs]
+export const MODEL_REWRITES: readonly GraphRewrite[] = [inputsEmbedsRewrite, kvStepOutputs]

@@ -1,8 +1,8 @@
 /**
- * Which materialized prefixes the engine worker holds, least recently used
- * first, bounded in bytes (PREFIX_CACHE_BYTES). Admitting a prefix sends it to
- * the worker (putPrefix); evicting one tells the worker to forget it
- * (dropPrefix). The floats themselves live in the worker only: the main thread
+ * Which materialized adapters (of every kind) the engine worker holds, least
+ * recently used first, bounded in bytes (PREFIX_CACHE_BYTES). Admitting one
+ * sends its contribution to the worker (putAdapter); evicting one tells the
+ * worker to forget it (dropAdapter). The floats themselves live in the worker only: the main thread
  * keeps keys and sizes, so the budget is not paid twice.
  *
  * A drop is sent after a grace period rather than at once: a request that has
@@ -10,12 +10,11 @@
  * the worker. Requests already running hold their own references, so a drop
  * never disturbs them. Re-admitting a key during its grace cancels the drop.
  */
-import type { PrefixKV } from '../../domain/prefix-kv.js'
-import { prefixKVBytes } from '../../domain/prefix-kv.js'
+import { contributionBytes, type AdapterContribution } from '../../domain/adapter-contribution.js'
 
-export interface PrefixSink {
-  putPrefix(key: string, prefix: PrefixKV): void
-  dropPrefix(key: string): void
+export interface AdapterSink {
+  putAdapter(key: string, adapter: AdapterContribution): void
+  dropAdapter(key: string): void
 }
 
 export class EnginePrefixCache {
@@ -28,7 +27,7 @@ export class EnginePrefixCache {
   onEvict: (key: string) => void = () => undefined
 
   constructor(
-    private readonly sink: PrefixSink,
+    private readonly sink: AdapterSink,
     readonly budgetBytes: number,
     private readonly dropGraceMs = 1000,
   ) {}
@@ -50,17 +49,17 @@ export class EnginePrefixCache {
     return true
   }
 
-  /** Sends the prefix to the worker and evicts the least recently used others until the budget holds. */
-  admit(key: string, prefix: PrefixKV): void {
+  /** Sends the adapter to the worker and evicts the least recently used others until the budget holds. */
+  admit(key: string, adapter: AdapterContribution): void {
     if (this.touch(key)) return
-    const bytes = prefixKVBytes(prefix)
+    const bytes = contributionBytes(adapter)
     const pending = this.pendingDrops.get(key)
     if (pending) {
       // The worker still has it: cancel the drop instead of sending it again.
       clearTimeout(pending)
       this.pendingDrops.delete(key)
     } else {
-      this.sink.putPrefix(key, prefix)
+      this.sink.putAdapter(key, adapter)
     }
     this.entries.set(key, bytes)
     this.total += bytes
@@ -80,7 +79,7 @@ export class EnginePrefixCache {
     this.onEvict(key)
     const timer = setTimeout(() => {
       this.pendingDrops.delete(key)
-      this.sink.dropPrefix(key)
+      this.sink.dropAdapter(key)
     }, this.dropGraceMs)
     timer.unref()
     this.pendingDrops.set(key, timer)

@@ -9,7 +9,7 @@
  */
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { ModelSpec } from '../../domain/model-spec.js'
+import type { ServedModel } from '../adapter-kind.js'
 import { isValidPrefixId, PREFIX_ID_RULE } from '../../domain/prefix-id.js'
 import { loadPrefixFolder } from '../prefix-folder.js'
 import { DEFAULT_OWNER, type PrefixIndex, type PrefixRecord } from './prefix-record.js'
@@ -36,10 +36,8 @@ export function newRecord(
     id,
     version: 1,
     sha256: stored.sha256,
-    num_virtual_tokens: stored.numVirtualTokens,
-    num_layers: stored.numLayers,
-    num_kv_heads: stored.numKvHeads,
-    head_dim: stored.headDim,
+    kind: stored.kind,
+    ...stored.shape,
     dtype: stored.dtype,
     bytes: stored.blob.length,
     format: stored.format,
@@ -63,7 +61,7 @@ async function isFolder(path: string): Promise<boolean> {
 
 export async function seedFromFolder(
   dir: string,
-  ctx: { spec: ModelSpec; index: PrefixIndex; maxFileBytes: number; log: SeedLogger },
+  ctx: { model: ServedModel; index: PrefixIndex; maxFileBytes: number; log: SeedLogger },
 ): Promise<SeedResult> {
   const result: SeedResult = { imported: [], skipped: new Map() }
   let names: string[]
@@ -81,7 +79,7 @@ export async function seedFromFolder(
     }
     let stored: StoredBlob
     try {
-      stored = toStoredBlob(await loadPrefixFolder(join(dir, name), { maxFileBytes: ctx.maxFileBytes }), ctx.spec, name)
+      stored = toStoredBlob(await loadPrefixFolder(join(dir, name), { maxFileBytes: ctx.maxFileBytes }), ctx.model, name)
     } catch (err) {
       result.skipped.set(name, err as Error)
       ctx.log.warn({ prefixId: name, problem: (err as Error).message }, `skipped prefix folder '${name}': ${(err as Error).message}`)

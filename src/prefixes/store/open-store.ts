@@ -1,16 +1,16 @@
 /** Picks the index the configuration asks for (Redis when REDIS_URL is set) and opens the store on it. */
 import { join, resolve } from 'node:path'
 import type { Config } from '../../config/schema.js'
-import type { ModelSpec } from '../../domain/model-spec.js'
+import type { ServedModel } from '../adapter-kind.js'
 import { EmbeddedIndex } from './embedded-index.js'
-import type { PrefixSink } from './engine-prefix-cache.js'
+import type { AdapterSink } from './engine-prefix-cache.js'
 import { PrefixStore, type PrefixStoreOptions } from './prefix-store.js'
 import { RedisIndex } from './redis-index.js'
 
 export async function openPrefixStore(
   config: Config,
-  spec: ModelSpec,
-  sink: PrefixSink,
+  model: ServedModel,
+  sink: AdapterSink,
   log: PrefixStoreOptions['log'],
 ): Promise<PrefixStore> {
   const prefixDir = resolve(config.PREFIX_DIR)
@@ -34,7 +34,7 @@ export async function openPrefixStore(
   try {
     return await PrefixStore.open({
       index,
-      spec,
+      model,
       sink,
       prefixDir,
       cacheBytes: config.PREFIX_CACHE_BYTES,

@@ -1,18 +1,26 @@
 /**
- * What the index holds about one prefix id: the version it points to (a
- * content-addressed blob, by sha256), its shape, and who owns it. The same
- * JSON travels through Redis, the embedded index files and the HTTP API.
+ * What the index holds about one adapter id (a prefix or any other kind): the
+ * version it points to (a content-addressed blob, by sha256), its kind and
+ * shape, and who owns it. The same JSON travels through Redis, the embedded
+ * index files and the HTTP API.
  */
+import type { AdapterKindName } from '../adapter-kind.js'
+
 export interface PrefixRecord {
   id: string
   /** 1 for the first upload, one more for each replacement of the id. */
   version: number
   /** sha256 (hex) of the stored native blob: the version's identity. */
   sha256: string
+  /** The adapter kind; absent in records written before kinds existed, which are prefixes. */
+  kind?: AdapterKindName
   num_virtual_tokens: number
-  num_layers: number
-  num_kv_heads: number
-  head_dim: number
+  /** prefix: the per-layer key/value shape. */
+  num_layers?: number
+  num_kv_heads?: number
+  head_dim?: number
+  /** prompt_tuning, p_tuning: the width of the virtual tokens (the model's hidden size). */
+  hidden_size?: number
   /** The dtype the uploaded values came in; the stored blob is always F32. */
   dtype: string
   /** Size of the stored blob. */
@@ -39,6 +47,7 @@ export interface ResolvedPrefix {
   id: string
   /** The engine's key for this exact version: its sha256. */
   key: string
+  /** Positions it takes ahead of the request's own tokens. */
   numVirtualTokens: number
 }
 

@@ -1,15 +1,17 @@
 /**
  * Turns what a tenant uploads (a PEFT adapter's two files, or one native
- * prefix file) into the one thing the store keeps: a native prefix blob (F32,
- * with the model's fingerprint), validated end to end before a byte is
+ * prefixd file) into the one thing the store keeps: the kind's native blob
+ * (F32, with the model's fingerprint), validated end to end before a byte is
  * written. Folder imports at start-up go through the same checks.
  */
 import { InvalidPrefixError, PayloadTooLargeError, PrefixShapeMismatchError } from '../../errors.js'
-import type { ModelSpec } from '../../domain/model-spec.js'
-import { NATIVE_FILE, readNativePrefix, writeNativePrefix } from '../native-format.js'
-import { looksLikePickle, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, PICKLE_REFUSAL, readPeftAdapter } from '../peft-adapter.js'
-import type { LoadedPrefix } from '../prefix-folder.js'
-import { assertPrefixFitsModel, assertVirtualTokensFit } from '../shape-check.js'
+import { contributionPositions } from '../../domain/adapter-contribution.js'
+import type { AdapterKindName, AdapterShapeFields, ServedModel } from '../adapter-kind.js'
+import { readNativeFile, readPeftFiles, type LoadedAdapter } from '../adapter-files.js'
+import { kindNamed } from '../adapter-kinds.js'
+import { NATIVE_FILE } from '../native-format.js'
+import { looksLikePickle, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, PICKLE_REFUSAL } from '../peft-adapter.js'
+import { assertVirtualTokensFit } from '../shape-check.js'
 import { sha256Hex } from './blob-files.js'
 import { modelFingerprint } from './model-fingerprint.js'
 
@@ -21,12 +23,10 @@ export interface UploadedFile {
 export interface StoredBlob {
   blob: Buffer
   sha256: string
+  kind: AdapterKindName
   format: 'peft' | 'native'
   dtype: string
-  numVirtualTokens: number
-  numLayers: number
-  numKvHeads: number
-  headDim: number
+  shape: AdapterShapeFields
 }
 
 /** Names pickled weights go by (PyTorch, PEFT's adapter_model.bin, pickle dumps). */
@@ -45,8 +45,8 @@ function screenFile(file: UploadedFile, maxFileBytes: number): void {
   }
 }
 
-/** Parses the uploaded files into a prefix, whichever format they are in; never guesses between two. */
-export function parseUpload(files: UploadedFile[], maxFileBytes: number): LoadedPrefix {
+/** Parses the uploaded files into an adapter, whichever kind and format they are in; never guesses between two. */
+export function parseUpload(files: UploadedFile[], maxFileBytes: number): LoadedAdapter {
   const byName = new Map<string, Buffer>()
   for (const file of files) {
     screenFile(file, maxFileBytes)
@@ -64,40 +64,35 @@ export function parseUpload(files: UploadedFile[], maxFileBytes: number): Loaded
     if (config !== undefined || weights !== undefined) {
       throw new InvalidPrefixError(`ambiguous upload: both '${NATIVE_FILE}' and PEFT files; send one format`)
     }
-    const { prefix, dtype, metadata } = readNativePrefix(native)
-    const loaded: LoadedPrefix = { prefix, format: 'native', dtype }
-    if (metadata.modelFingerprint !== undefined) loaded.modelFingerprint = metadata.modelFingerprint
-    return loaded
+    return readNativeFile(native)
   }
   if (config === undefined && weights === undefined) throw new InvalidPrefixError(`no prefix files: upload ${ACCEPTED}`)
   if (config === undefined || weights === undefined) {
     const [present, missing] = config !== undefined ? [PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE] : [PEFT_WEIGHTS_FILE, PEFT_CONFIG_FILE]
     throw new InvalidPrefixError(`incomplete PEFT adapter: '${present}' is there but '${missing}' is missing`)
   }
-  const { prefix, dtype } = readPeftAdapter(config, weights)
-  return { prefix, format: 'peft', dtype }
+  return readPeftFiles(config, weights)
 }
 
-/** Checks a parsed prefix against the loaded model and writes it as the blob the store keeps. */
-export function toStoredBlob(loaded: LoadedPrefix, spec: ModelSpec, id: string): StoredBlob {
-  const { prefix } = loaded
-  assertPrefixFitsModel(prefix, spec, id)
-  assertVirtualTokensFit(prefix.numVirtualTokens, { maxVirtualTokens: spec.maxPositions - 1, maxPositions: spec.maxPositions }, id)
+/** Checks a parsed adapter against the loaded model and writes it as the blob the store keeps. */
+export function toStoredBlob(loaded: LoadedAdapter, model: ServedModel, id: string): StoredBlob {
+  const kind = kindNamed(loaded.kind)
+  const { spec } = model
+  kind.assertServable(loaded.contribution, model, id)
+  assertVirtualTokensFit(contributionPositions(loaded.contribution), { maxVirtualTokens: spec.maxPositions - 1, maxPositions: spec.maxPositions }, id)
   const fingerprint = modelFingerprint(spec)
   if (loaded.modelFingerprint !== undefined && loaded.modelFingerprint !== fingerprint) {
     throw new PrefixShapeMismatchError(
       `prefix '${id}' was made for another model (model_fingerprint ${loaded.modelFingerprint}); this server's model is ${fingerprint}`,
     )
   }
-  const blob = writeNativePrefix(prefix, { modelFingerprint: fingerprint })
+  const blob = kind.writeNative(loaded.contribution, fingerprint)
   return {
     blob,
     sha256: sha256Hex(blob),
+    kind: kind.name,
     format: loaded.format,
     dtype: loaded.dtype,
-    numVirtualTokens: prefix.numVirtualTokens,
-    numLayers: prefix.numLayers,
-    numKvHeads: prefix.numKvHeads,
-    headDim: prefix.headDim,
+    shape: kind.shapeFields(loaded.contribution),
   }
 }

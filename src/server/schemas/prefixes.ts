@@ -4,6 +4,7 @@
  * a response schema for every status.
  */
 import Type, { type Static } from 'typebox'
+import { ADAPTER_KINDS } from '../../prefixes/adapter-kinds.js'
 import { ErrorBody, errorResponses, PrefixId } from './common.js'
 
 export const PrefixMetadata = Type.Object(
@@ -11,10 +12,15 @@ export const PrefixMetadata = Type.Object(
     id: Type.String(),
     version: Type.Integer({ description: '1 for the first upload, one more per replacement.' }),
     sha256: Type.String({ description: 'sha256 of the stored native file: identifies this version.' }),
-    num_virtual_tokens: Type.Integer(),
-    num_layers: Type.Integer(),
-    num_kv_heads: Type.Integer(),
-    head_dim: Type.Integer(),
+    kind: Type.Enum(
+      ADAPTER_KINDS.map((k) => k.name),
+      { description: `The adapter kind (${ADAPTER_KINDS.map((k) => `${k.name}: PEFT ${k.peftType}`).join('; ')}).` },
+    ),
+    num_virtual_tokens: Type.Integer({ description: 'Positions the adapter takes ahead of the prompt.' }),
+    num_layers: Type.Optional(Type.Integer({ description: 'prefix only.' })),
+    num_kv_heads: Type.Optional(Type.Integer({ description: 'prefix only.' })),
+    head_dim: Type.Optional(Type.Integer({ description: 'prefix only.' })),
+    hidden_size: Type.Optional(Type.Integer({ description: 'prompt_tuning and p_tuning: the width of each virtual token.' })),
     dtype: Type.String({ description: 'The dtype the values were uploaded in (stored as F32).' }),
     bytes: Type.Integer({ description: 'Size of the stored native file.' }),
     format: Type.Union([Type.Literal('peft'), Type.Literal('native')], { description: 'The uploaded format.' }),
