@@ -1,5 +1,5 @@
 /**
- * prefixd's benchmark: the DESIGN.md workload, every variant side by side in
+ * prefixd's benchmark: the workload of bench/workload.ts, every variant side by side in
  * one process, interleaved in rounds (these machines are shared and noisy), and
  * each ratio taken within a round, then the median over rounds.
  *

@@ -42,6 +42,7 @@ export function specOf(shape: Shape, maxPositions = 1024): ModelSpec {
     modelType: 'llama', numLayers: shape.layers, numAttentionHeads: shape.kvHeads, numKvHeads: shape.kvHeads,
     headDim: shape.headDim, hiddenSize: shape.kvHeads * shape.headDim, vocabSize: 32000, maxPositions,
     bosTokenId: 1, eosTokenIds: [2], padTokenId: null,
+    valueHeadDim: shape.headDim, prefixRefusal: null, quantization: null, batchInvariant: true, graphRewrites: [],
   }
 }
 

@@ -1,6 +1,6 @@
 /**
- * The benchmark workload of DESIGN.md ("Numbers to beat"): a 15M-parameter
- * Llama shape, 16 requests of 16 prompt tokens and 64 new tokens, each with
+ * The benchmark workload (bench/README.md, "The workload"): a 15M-parameter
+ * Llama shape (hidden 288, 6 layers, 6 heads, vocabulary 32000), 16 requests of 16 prompt tokens and 64 new tokens, each with
  * its own 16-token prefix, 2 intra-op threads. Everything is seeded, so every
  * variant and every round sees the same prompts and prefixes.
  */

@@ -16,6 +16,7 @@ import { refuseNewWorkWhileDraining } from './server/drain.js'
 import { Readiness } from './server/readiness.js'
 import { generateRoutes } from './server/routes/generate.js'
 import { generateStreamRoutes } from './server/routes/generate-stream.js'
+import { tgiRootRoutes } from './server/routes/tgi-root.js'
 import { healthRoutes } from './server/routes/health.js'
 import { prefixRoutes } from './server/routes/prefixes.js'
 import { storePlugin } from './server/store-plugin.js'
@@ -81,6 +82,7 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   await app.register(generateRoutes)
   await app.register(prefixRoutes)
   await app.register(generateStreamRoutes)
+  await app.register(tgiRootRoutes)
   await app.register(openAIPlugin, { prefix: '/v1', modelDir })
   return app
 }

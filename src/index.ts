@@ -11,7 +11,7 @@ import { drainOnSignal } from './server/drain.js'
 
 export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<FastifyInstance> {
   const config = loadConfig(env)
-  const modelDir = await resolveModelDir(config, (msg) => process.stderr.write(`${msg}\n`))
+  const modelDir = resolveModelDir(config)
   const app = await buildApp({ config, modelDir })
   app.engine.on('died', () => {
     app.log.fatal('exiting: the engine worker died')

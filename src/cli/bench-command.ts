@@ -11,7 +11,7 @@ import { EXIT_FAILED, EXIT_OK, processIO, type CliIO } from './io.js'
 
 export const BENCH_USAGE = `Usage: prefixd bench [--rounds N] [--cache-dir DIR]
 
-Runs the benchmark of bench/README.md: the DESIGN.md workload (16 requests,
+Runs the benchmark of bench/README.md: its reference workload (16 requests,
 each with its own prefix, on a generated 15M llama) through the engine, HTTP
 and a bare ONNX Runtime loop, interleaved in rounds. Prints a markdown report
 on stdout, progress on stderr, raw numbers in <cache-dir>/last.json.

@@ -17,10 +17,10 @@ export const ConfigSchema = Type.Object({
   }),
   MODEL_DIR: Type.String({
     default: '',
-    description: 'Model folder in the Hugging Face optimum ONNX layout. Empty: generate a tiny Llama into CACHE_DIR on first start.',
+    description: 'Model folder in the Hugging Face optimum ONNX layout. Empty: the stories260K model shipped in src/models/stories260K.',
   }),
   MODEL_ID: Type.String({ default: '', description: 'Name reported for the base model (default: the model folder name).' }),
-  CACHE_DIR: Type.String({ default: '.cache/prefixd', description: 'Where the default model is generated (never committed).' }),
+  CACHE_DIR: Type.String({ default: '.cache/prefixd', description: 'Unused since the default model ships in src/models/stories260K; still accepted so deployments that set it keep starting.' }),
   PREFIX_DIR: Type.String({ default: 'prefixes', description: 'Prefix store folder: one sub-folder per prefix id (PEFT adapter or native file).' }),
   MAX_PREFIX_FILE_BYTES: int(64 * 1024 * 1024, 1, 'Largest prefix file accepted, in bytes.'),
   REDIS_URL: Type.String({

@@ -9,7 +9,10 @@ export interface ModelSpec {
   numAttentionHeads: number
   /** Key/value heads: fewer than attention heads for grouped-query attention. */
   numKvHeads: number
+  /** Head size of keys (and of the prefix's key tensors). */
   headDim: number
+  /** Head size of values: equals headDim except in multi-head latent attention (DeepSeek). */
+  valueHeadDim: number
   hiddenSize: number
   vocabSize: number
   /** Longest sequence the model supports, prefix included. */
@@ -17,4 +20,18 @@ export interface ModelSpec {
   bosTokenId: number | null
   eosTokenIds: number[]
   padTokenId: number | null
+  /** Why this model cannot take prefixes (PEFT cannot build them for its family); null when it can. */
+  prefixRefusal: string | null
+  /**
+   * How the graph is quantized, when it is: 'int8-dynamic' scales activations
+   * over the whole batch, so a row's output depends on its batch companions.
+   */
+  quantization: 'int8-dynamic' | null
+  /**
+   * Measured at load (batch-invariance-probe.ts): whether a row gets the same
+   * logits alone and padded in a batch. False for dynamically quantized graphs.
+   */
+  batchInvariant: boolean
+  /** Graph rewrites applied at load (position_ids, float32_io, ...), in order. */
+  graphRewrites: string[]
 }

@@ -151,7 +151,7 @@ export class EngineLoop {
     const out = await this.runGuarded(admitted, () => this.forward.run(feed))
     if (!out) return null
     // Prompts are left-padded, so every row's last prompt token is the last column.
-    admitted.forEach((g, r) => events.push({ ...g.step(out.logits, ((r + 1) * feed.seqLen - 1) * this.vocabSize), admittedAt }))
+    admitted.forEach((g, r) => events.push({ ...g.prefillStep(out.logits, r * feed.seqLen * this.vocabSize, feed.seqLen), admittedAt }))
     return prefillState(this.shape, feed, state.rowIds, state.nextPosition, out.stepKeys, out.stepValues)
   }
 

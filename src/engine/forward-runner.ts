@@ -45,18 +45,19 @@ export class ForwardRunner {
       throw new Error('this model takes no inputs_embeds: its token-embedding lookup could not be derived')
     }
     if (sig.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([pastLen > 0 ? 1 : 0]), [1])
-    const pastDims = [batch, H, pastLen, D]
+    const keyDims = [batch, H, pastLen, D]
+    const valueDims = [batch, H, pastLen, this.shape.valueHeadDim ?? D]
     for (let i = 0; i < sig.pastKeys.length; i++) {
-      feeds[sig.pastKeys[i]] = new ort.Tensor('float32', feed.pastKeys[i], pastDims)
-      feeds[sig.pastValues[i]] = new ort.Tensor('float32', feed.pastValues[i], pastDims)
+      feeds[sig.pastKeys[i]] = new ort.Tensor('float32', feed.pastKeys[i], keyDims)
+      feeds[sig.pastValues[i]] = new ort.Tensor('float32', feed.pastValues[i], valueDims)
     }
     const out = await this.session.run(feeds)
-    const columns = (name: string) =>
-      sig.presentIsStep ? (out[name].data as Float32Array) : lastColumns(out[name].data as Float32Array, batch * H, pastLen + seqLen, seqLen, D)
+    const columns = (size: number) => (name: string) =>
+      sig.presentIsStep ? (out[name].data as Float32Array) : lastColumns(out[name].data as Float32Array, batch * H, pastLen + seqLen, seqLen, size)
     return {
       logits: out[sig.logits].data as Float32Array,
-      stepKeys: sig.presentKeys.map(columns),
-      stepValues: sig.presentValues.map(columns),
+      stepKeys: sig.presentKeys.map(columns(D)),
+      stepValues: sig.presentValues.map(columns(this.shape.valueHeadDim ?? D)),
     }
   }
 }

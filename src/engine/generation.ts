@@ -1,13 +1,24 @@
 /**
  * One request's decoding state inside the engine: its sampler and RNG, its
  * incremental detokenizer and stop-sequence matcher, and the rules that end it
- * (EOS, stop sequence, max_new_tokens). Pure given the logits it is handed.
+ * (EOS, stop sequence, max_new_tokens), and, when asked, the log
+ * probabilities of alternatives and of the prompt's own tokens. Pure given the
+ * logits it is handed.
  */
 import { contributionPositions, type AdapterContribution } from '../domain/adapter-contribution.js'
 import { IncrementalDecoder } from './sampling/incremental-decoder.js'
 import { TokenSampler } from './sampling/sampler.js'
 import { StopMatcher } from './sampling/stop-sequences.js'
-import type { FinishReason, GenerationParams, TokenEvent } from './protocol.js'
+import type { FinishReason, GenerationParams, PromptToken, ScoredToken, TokenEvent } from './protocol.js'
+import { logNormalizer, topLogprobs, type TokenLogprob } from './sampling/token-logprobs.js'
+
+/**
+ * How many prompt ids the detokenizer keeps as context for the first generated
+ * token (vLLM's and TGI's choice). One would do for the leading space of a
+ * SentencePiece word; a few more cost nothing and cover decoders that look
+ * further back.
+ */
+const DETOKENIZE_CONTEXT = 5
 
 export interface TokenText {
   decode(ids: number[]): string
@@ -34,7 +45,7 @@ export class Generation {
     /** What the request's adapters contribute, in the order it named them. */
     readonly adapters: readonly AdapterContribution[],
     readonly params: GenerationParams,
-    vocabSize: number,
+    private readonly vocabSize: number,
     private readonly eosIds: ReadonlySet<number>,
     private readonly tokens: TokenText,
   ) {
@@ -43,14 +54,18 @@ export class Generation {
     this.prefillTokens = virtualTokens + promptIds.length
     this.maxTotalTokens = this.prefillTokens + params.maxNewTokens
     this.context = [...promptIds]
-    this.sampler = new TokenSampler(params, vocabSize, { logprobs: params.logprobs ?? true })
-    this.decoder = new IncrementalDecoder((ids) => tokens.decode(ids))
+    this.sampler = new TokenSampler(params, vocabSize, { logprobs: params.logprobs ?? true, topLogprobs: params.topLogprobs ?? 0 })
+    // With the prompt's last ids as context the completion is
+    // decode(prompt + generated) minus decode(prompt): " dog", not "dog".
+    this.decoder = new IncrementalDecoder((ids) => tokens.decode(ids), promptIds.slice(-DETOKENIZE_CONTEXT))
     this.stops = new StopMatcher(params.stop)
   }
 
   /** Picks the next token from a logits row and says whether the request ends. */
   step(logits: Float32Array, offset: number): TokenEvent {
-    const { tokenId, logprob } = this.sampler.select(logits, offset, this.context)
+    const { tokenId, logprob, top } = this.sampler.select(logits, offset, this.context)
+    // Alternatives read as they would have followed the text so far: before the chosen token is taken.
+    const alternatives = top === undefined ? undefined : this.named(top, this.decoder)
     this.context.push(tokenId)
     this.generated++
     this.lastToken = tokenId
@@ -67,11 +82,53 @@ export class Generation {
     if (reason === undefined && this.generated >= this.params.maxNewTokens) reason = 'length'
     if (reason !== undefined && reason !== 'stop_sequence') emitted += this.stops.push(this.decoder.flush()).emit + this.stops.flush()
     this.text += emitted
-    const event: TokenEvent = { id: this.id, token: { id: tokenId, text: emitted, logprob, special } }
+    const token: TokenEvent['token'] = { id: tokenId, text: emitted, logprob, special }
+    if (alternatives !== undefined) token.top = alternatives
+    const event: TokenEvent = { id: this.id, token }
     if (reason !== undefined) {
       this.finished = true
       event.finish = { reason, generatedText: this.text }
     }
     return event
+  }
+
+  /**
+   * The first step, on the prefill's logits: `rowStart` is where this row's
+   * logits begin, `seqLen` the padded prompt length (prompts are left-padded,
+   * so the last column predicts the first new token).
+   */
+  prefillStep(logits: Float32Array, rowStart: number, seqLen: number): TokenEvent {
+    const event = this.step(logits, rowStart + (seqLen - 1) * this.vocabSize)
+    if (this.params.promptLogprobs === true) event.prompt = this.scorePrompt(logits, rowStart, seqLen)
+    return event
+  }
+
+  /**
+   * Each prompt token's log probability given the tokens before it (the
+   * prefix included), from the prefill's logits: token j is predicted by
+   * column j - 1. Texts are decoded incrementally, so they add up to
+   * decode(prompt).
+   */
+  private scorePrompt(logits: Float32Array, rowStart: number, seqLen: number): PromptToken[] {
+    const ids = this.promptIds
+    const V = this.vocabSize
+    const k = this.params.topLogprobs ?? 0
+    const decoder = new IncrementalDecoder((x) => this.tokens.decode(x))
+    const out: PromptToken[] = ids.map((id, j) => {
+      if (j === 0) return { id, text: decoder.push(id), logprob: null }
+      const offset = rowStart + (seqLen - ids.length + j - 1) * V
+      const normalizer = logNormalizer(logits, offset, V)
+      const top = k > 0 ? this.named(topLogprobs(logits, offset, V, k, normalizer), decoder) : undefined
+      const scored: PromptToken = { id, text: decoder.push(id), logprob: logits[offset + id] - normalizer }
+      if (top) scored.top = top
+      return scored
+    })
+    out[out.length - 1].text += decoder.flush()
+    return out
+  }
+
+  /** Token ids with the text each would add at this point of the decoder. */
+  private named(top: TokenLogprob[], decoder: IncrementalDecoder): ScoredToken[] {
+    return top.map((x) => ({ id: x.tokenId, text: decoder.peek(x.tokenId), logprob: x.logprob }))
   }
 }

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ModelLoadError } from './model-load-error.js'
 import type { ModelSpec } from '../domain/model-spec.js'
+import { familyHeadDims, familyKvHeads, familyMaxPositions, prefixRefusal } from './model-families.js'
 
 type Json = Record<string, unknown>
 
@@ -50,12 +51,23 @@ async function readJson(path: string, optional: boolean): Promise<Json> {
   }
 }
 
+/** Position limit under every name a family uses; ALiBi families may state none (model-families.ts). */
+function maxPositions(cfg: Json): number {
+  const names = ['max_position_embeddings', 'n_positions', 'n_ctx', 'max_seq_len', 'seq_length']
+  if (pick(cfg, names) === undefined) {
+    const fallback = familyMaxPositions(cfg)
+    if (fallback !== undefined) return fallback
+  }
+  return requireInt(cfg, names, 'maximum position count')
+}
+
 export function specFromConfig(cfg: Json, generation: Json = {}): ModelSpec {
-  const numLayers = requireInt(cfg, ['num_hidden_layers', 'n_layer', 'num_layers'], 'layer count')
-  const numAttentionHeads = requireInt(cfg, ['num_attention_heads', 'n_head'], 'attention head count')
+  const numLayers = requireInt(cfg, ['num_hidden_layers', 'n_layer', 'num_layers', 'n_layers'], 'layer count')
+  const numAttentionHeads = requireInt(cfg, ['num_attention_heads', 'n_head', 'num_heads', 'n_heads'], 'attention head count')
   const hiddenSize = requireInt(cfg, ['hidden_size', 'n_embd', 'd_model'], 'hidden size')
-  const numKvHeads = pick(cfg, ['num_key_value_heads', 'num_kv_heads']) ?? numAttentionHeads
-  const headDim = pick(cfg, ['head_dim']) ?? hiddenSize / numAttentionHeads
+  const numKvHeads = familyKvHeads(cfg) ?? pick(cfg, ['num_key_value_heads', 'num_kv_heads']) ?? numAttentionHeads
+  const dims = familyHeadDims(cfg)
+  const headDim = dims?.key ?? pick(cfg, ['head_dim']) ?? hiddenSize / numAttentionHeads
   if (!Number.isInteger(headDim)) throw new ModelLoadError('config.json: hidden size is not a multiple of the head count')
   const eos = tokenIds(generation.eos_token_id ?? cfg.eos_token_id)
   const bos = pick(generation, ['bos_token_id']) ?? pick(cfg, ['bos_token_id']) ?? null
@@ -65,12 +77,18 @@ export function specFromConfig(cfg: Json, generation: Json = {}): ModelSpec {
     numAttentionHeads,
     numKvHeads,
     headDim,
+    valueHeadDim: dims?.value ?? headDim,
     hiddenSize,
     vocabSize: requireInt(cfg, ['vocab_size'], 'vocabulary size'),
-    maxPositions: requireInt(cfg, ['max_position_embeddings', 'n_positions', 'n_ctx'], 'maximum position count'),
+    maxPositions: maxPositions(cfg),
     bosTokenId: bos,
     eosTokenIds: eos,
     padTokenId: pick(cfg, ['pad_token_id']) ?? null,
+    prefixRefusal: prefixRefusal(cfg),
+    quantization: null,
+    // Until the engine measures it at load.
+    batchInvariant: true,
+    graphRewrites: [],
   }
 }
 

@@ -7,7 +7,8 @@ import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { ModelLoadError } from './model-load-error.js'
-import { deriveModel } from './graph/derive-model.js'
+import { deriveModel, type DerivedModel } from './graph/derive-model.js'
+import { externalDataFolderOption } from './graph/external-data.js'
 import { MODEL_REWRITES } from './graph/rewrites.js'
 
 /** File names of the optimum layout, most preferred first. */
@@ -31,7 +32,13 @@ export interface SessionOptions {
   intraOpThreads: number
 }
 
-export async function createSession(modelDir: string, opts: SessionOptions): Promise<ort.InferenceSession> {
+export interface ModelSession {
+  session: ort.InferenceSession
+  /** What deriving the graph found and did (rewrites applied, operator types). */
+  derived: Omit<DerivedModel, 'source'>
+}
+
+export async function createSession(modelDir: string, opts: SessionOptions): Promise<ModelSession> {
   const file = await findModelFile(modelDir)
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: opts.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
@@ -40,12 +47,20 @@ export async function createSession(modelDir: string, opts: SessionOptions): Pro
     interOpNumThreads: 1,
   }
   if (opts.intraOpThreads > 0) options.intraOpNumThreads = opts.intraOpThreads
+  let derivedModel: DerivedModel
   try {
-    const derived = await deriveModel(file, MODEL_REWRITES)
+    derivedModel = await deriveModel(file, MODEL_REWRITES)
+  } catch (err) {
+    throw new ModelLoadError(`cannot derive the serving graph from ${file}: ${(err as Error).message}`)
+  }
+  const { source, ...derived } = derivedModel
+  // Rewritten bytes have no folder of their own: name the one holding their weights.
+  if (typeof source !== 'string' && derived.externalDataFiles.length > 0) options.extra = externalDataFolderOption(file)
+  try {
     // Two overloads (path or bytes): call the one that matches.
-    return typeof derived.source === 'string'
-      ? await ort.InferenceSession.create(derived.source, options)
-      : await ort.InferenceSession.create(derived.source, options)
+    const session =
+      typeof source === 'string' ? await ort.InferenceSession.create(source, options) : await ort.InferenceSession.create(source, options)
+    return { session, derived }
   } catch (err) {
     throw new ModelLoadError(`ONNX Runtime cannot load ${file}: ${(err as Error).message}`)
   }

@@ -27,6 +27,8 @@ export interface OnnxSignature {
   /** The graph returns only the columns a pass computed (graph/kv-step-outputs.ts), not past + new. */
   presentIsStep: boolean
   logits: string
+  /** Head size of values as the graph states it (a number), when it does. */
+  valueHeadDim?: number
 }
 
 export interface TensorMeta {
@@ -82,9 +84,15 @@ export function readSignature(
   const [presentKeys, presentValues] = presentIsStep
     ? byLayer(outputNames, PRESENT_STEP, 'present_step outputs', spec.numLayers)
     : byLayer(outputNames, PRESENT, 'present outputs', spec.numLayers)
-  const firstPast = inputs.find((i) => i.name === pastKeys[0])
-  checkDim(firstPast, 1, spec.numKvHeads, 'key/value heads')
-  checkDim(firstPast, 3, spec.headDim, 'head size')
+  // The graph's own shapes are the truth; config.json must agree with them.
+  const firstKey = inputs.find((i) => i.name === pastKeys[0])
+  const firstValue = inputs.find((i) => i.name === pastValues[0])
+  checkDim(firstKey, 1, spec.numKvHeads, 'key/value heads')
+  checkDim(firstKey, 3, spec.headDim, 'head size')
+  // config.json states a separate value size only for latent attention (v_head_dim): check it
+  // there; elsewhere it cannot tell, and the graph's own value shape is taken as it is.
+  if (spec.valueHeadDim !== spec.headDim) checkDim(firstValue, 3, spec.valueHeadDim, 'value head size')
+  const valueDim = firstValue?.shape?.[3]
   return {
     hasPositionIds: inputNames.includes('position_ids'),
     hasUseCacheBranch: inputNames.includes('use_cache_branch'),
@@ -95,6 +103,7 @@ export function readSignature(
     presentValues,
     presentIsStep,
     logits: 'logits',
+    ...(typeof valueDim === 'number' && valueDim > 0 ? { valueHeadDim: valueDim } : {}),
   }
 }
 

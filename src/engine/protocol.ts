@@ -32,6 +32,10 @@ export interface GenerationParams extends SamplingParams {
    * on a 32k vocabulary, so requests that never report it turn it off.
    */
   logprobs?: boolean
+  /** With logprobs: also report this many most likely tokens per step (OpenAI's top logprobs; default 0). */
+  topLogprobs?: number
+  /** Score the prompt's tokens too (OpenAI's echo with logprobs): the first event carries them. */
+  promptLogprobs?: boolean
 }
 
 export interface SubmitMessage {
@@ -53,9 +57,26 @@ export type ToWorker =
 
 export type FinishReason = 'length' | 'eos_token' | 'stop_sequence'
 
+/** A token with the text it adds (as decoded after the ones before it) and its log probability. */
+export interface ScoredToken {
+  id: number
+  text: string
+  logprob: number
+}
+
+/** A prompt token: the first has no logprob (nothing precedes it to predict it). */
+export interface PromptToken {
+  id: number
+  text: string
+  logprob: number | null
+  top?: ScoredToken[]
+}
+
 export interface TokenEvent {
   id: number
-  token: { id: number; text: string; logprob: number; special: boolean }
+  token: { id: number; text: string; logprob: number; special: boolean; top?: ScoredToken[] }
+  /** On the first token, when the request asked for promptLogprobs. */
+  prompt?: PromptToken[]
   /** Present on the request's last token. */
   finish?: { reason: FinishReason; generatedText: string }
   /** On the first token: when the request entered the running batch (epoch ms). */

@@ -45,8 +45,14 @@ export class TextTokenizer {
     return ids
   }
 
+  /**
+   * Never with clean_up_tokenization_spaces (" ." to "."): text is streamed
+   * token by token and a space already sent cannot be taken back, so the
+   * whole text must be what the pieces add up to (TGI and vLLM decode so too).
+   */
   decode(ids: number[], skipSpecialTokens = true): string {
-    return this.tokenizer.decode(ids, { skip_special_tokens: skipSpecialTokens })
+    if (ids.length === 0) return ''
+    return this.tokenizer.decode(ids, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: false })
   }
 
   isSpecial(id: number): boolean {

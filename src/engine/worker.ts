@@ -8,6 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { flatError, flattenError } from '../domain/error-table.js'
 import type { AdapterContribution } from '../domain/adapter-contribution.js'
 import { buildPrefill } from './batch/forward-feed.js'
+import { probeBatchInvariance } from './batch-invariance-probe.js'
 import { EngineLoop } from './engine-loop.js'
 import { ForwardRunner } from './forward-runner.js'
 import { Generation } from './generation.js'
@@ -22,7 +23,7 @@ const opts = workerData as EngineOptions
 async function main(): Promise<void> {
   const model = await loadModel(opts.modelDir, opts)
   const { spec, tokenizer } = model
-  const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
+  const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, valueHeadDim: spec.valueHeadDim }
   const runner = new ForwardRunner(model.session, model.signature, shape)
   const adapters = new Map<string, AdapterContribution>()
   const eos = new Set(spec.eosTokenIds)
@@ -78,7 +79,9 @@ async function main(): Promise<void> {
   // Warm-up: the first run of a session allocates and plans; pay that before
   // the server says it is ready, not on a user's first request.
   await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], adapters: [] }]).feed)
-  send({ v: PROTOCOL_VERSION, type: 'ready', spec, accepts: acceptedContributions(model.signature) })
+  const probeTokens = [spec.bosTokenId ?? 0, 3, 4, 5, 6, 7, 8].map((id) => id % spec.vocabSize)
+  const batchInvariant = await probeBatchInvariance(runner, shape, spec.vocabSize, probeTokens)
+  send({ v: PROTOCOL_VERSION, type: 'ready', spec: { ...spec, batchInvariant }, accepts: acceptedContributions(model.signature) })
 }
 
 main().catch((err: unknown) => {

@@ -1,36 +1,21 @@
 /**
- * The model a first start serves when MODEL_DIR is not set: a tiny random
- * Llama generated once into CACHE_DIR (never committed), so `npm start` works
- * on a fresh machine with nothing downloaded.
+ * The model `prefixd serve` runs when MODEL_DIR is not set: stories260K, a
+ * real 260K-parameter Llama shipped in the repository (src/models/stories260K,
+ * see its README), so a first start on a fresh clone writes real text with
+ * nothing downloaded or generated. The random-weight generator stays for
+ * benchmarks and tests that need other shapes.
  */
-import { access, mkdir, mkdtemp, rename, rm } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import type { Config } from '../config/schema.js'
-import { generateModel } from './generate/index.js'
 
-const DEFAULT_MODEL = { arch: 'llama', size: 'tiny' } as const
+/**
+ * Resolved from the package root, not from this file's folder: compiled, this
+ * module runs from dist/models/, and tsc copies no data files, so the model is
+ * read where it is committed (the Docker image copies it to the same place).
+ */
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../src/models/stories260K/', import.meta.url))
 
-export async function resolveModelDir(config: Config, log: (msg: string) => void = () => {}): Promise<string> {
-  if (config.MODEL_DIR) return resolve(config.MODEL_DIR)
-  const dir = resolve(config.CACHE_DIR, 'models', `${DEFAULT_MODEL.arch}-${DEFAULT_MODEL.size}`)
-  try {
-    await access(join(dir, 'config.json'))
-    return dir
-  } catch {
-    // not generated yet
-  }
-  log(`MODEL_DIR is not set: generating a tiny ${DEFAULT_MODEL.arch} model into ${dir}`)
-  // Generate beside the target and rename, so an interrupted start never
-  // leaves a half-written model that later starts would take as complete.
-  const parent = resolve(config.CACHE_DIR, 'models')
-  await mkdir(parent, { recursive: true })
-  const tmp = await mkdtemp(join(parent, '.generating-'))
-  try {
-    await generateModel({ ...DEFAULT_MODEL, out: tmp })
-    await rename(tmp, dir)
-  } catch (err) {
-    await rm(tmp, { recursive: true, force: true })
-    throw err
-  }
-  return dir
+export function resolveModelDir(config: Pick<Config, 'MODEL_DIR'>): string {
+  return config.MODEL_DIR ? resolve(config.MODEL_DIR) : DEFAULT_MODEL_DIR
 }

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util'
-import { generateModel, MODEL_ARCHS, MODEL_SIZES, type ModelArch, type ModelSize } from './generate/index.js'
+import { generateModel, MODEL_ARCHS, MODEL_SIZES, type ModelArch, type ModelLayout, type ModelSize } from './generate/index.js'
 
 export const MODEL_GENERATE_USAGE = `Usage: prefixd model generate --arch llama|gpt2 --size tiny|15m|110m --out DIR [--seed N]
+                              [--dtype float32|float16] [--external-data] [--merged]
 
 Writes a deterministic random-weight decoder in the Hugging Face optimum ONNX
 layout (model.onnx, config.json, generation_config.json, tokenizer.json,
@@ -15,6 +16,9 @@ Options:
                            110m: the stories110M / GPT-2 small shape (~0.5 GB)
   --out DIR                directory to write into (created if missing)
   --seed N                 weight seed, an integer 0..4294967295 (default 0)
+  --dtype float32|float16  weights, key/values and logits (default float32)
+  --external-data          weights in <model file>_data beside the graph
+  --merged                 optimum 1.x's decoder_model_merged.onnx (use_cache_branch If)
   -h, --help               show this help
 `
 
@@ -36,6 +40,7 @@ interface GenerateArgs {
   size: ModelSize
   out: string
   seed: number
+  layout: ModelLayout
 }
 
 function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[]): T {
@@ -60,6 +65,9 @@ function parseGenerateArgs(argv: string[]): GenerateArgs | 'help' {
         size: { type: 'string' },
         out: { type: 'string' },
         seed: { type: 'string' },
+        dtype: { type: 'string' },
+        'external-data': { type: 'boolean' },
+        merged: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -73,7 +81,12 @@ function parseGenerateArgs(argv: string[]): GenerateArgs | 'help' {
   const arch = oneOf('arch', values.arch, MODEL_ARCHS)
   const size = oneOf('size', values.size, MODEL_SIZES)
   if (!values.out) throw new UsageError('missing --out DIR')
-  return { arch, size, out: values.out, seed: parseSeed(values.seed) }
+  const layout: ModelLayout = {
+    dtype: values.dtype === undefined ? 'float32' : oneOf('dtype', values.dtype, ['float32', 'float16'] as const),
+    externalData: values['external-data'] === true,
+    merged: values.merged === true,
+  }
+  return { arch, size, out: values.out, seed: parseSeed(values.seed), layout }
 }
 
 /**

@@ -28,6 +28,34 @@ export function halfToFloat(bits: number): number {
   return sign * (1 + fraction / 1024) * 2 ** (exponent - 15)
 }
 
+function roundHalfToEven(v: number): number {
+  const r = Math.round(v)
+  // Math.round rounds halves up; a tie goes to the even neighbour instead.
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r
+}
+
+/**
+ * number → IEEE 754 binary16 bits, round to nearest even, overflow to
+ * ±Infinity: the inverse of halfToFloat (float16 model weights, float16 feeds).
+ */
+export function floatToHalfBits(x: number): number {
+  if (Number.isNaN(x)) return 0x7e00
+  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0
+  const a = Math.abs(x)
+  // 65520 is halfway between the largest half (65504) and the next step: it rounds to infinity.
+  if (a >= 65520) return sign | 0x7c00
+  if (a < 2 ** -14) return sign | roundHalfToEven(a * 2 ** 24)
+  let e = Math.floor(Math.log2(a))
+  if (2 ** e > a) e--
+  else if (2 ** (e + 1) <= a) e++
+  let m = roundHalfToEven((a / 2 ** e - 1) * 1024)
+  if (m === 1024) {
+    m = 0
+    e++
+  }
+  return sign | ((e + 15) << 10) | m
+}
+
 function decodeF32(bytes: Uint8Array, count: number): Float32Array {
   const out = new Float32Array(count)
   if (hostIsLittleEndian) {

@@ -18,7 +18,8 @@ export interface PrefixShape {
   numVirtualTokens: number
 }
 
-type ModelShape = Pick<ModelSpec, 'numLayers' | 'numKvHeads' | 'headDim'>
+/** A spec without prefixRefusal (older callers, tools) is one that takes prefixes. */
+type ModelShape = Pick<ModelSpec, 'numLayers' | 'numKvHeads' | 'headDim'> & Partial<Pick<ModelSpec, 'prefixRefusal'>>
 
 function count(n: number, singular: string, plural: string): string {
   return `${n} ${n === 1 ? singular : plural}`
@@ -48,6 +49,8 @@ export function prefixShapeMismatches(prefix: PrefixShape, spec: ModelShape): st
  * "prefix 'x' has 3 layers, the model has 5; 2 key/value heads, the model has 4".
  */
 export function assertPrefixFitsModel(prefix: PrefixShape, spec: ModelShape, prefixId?: string): void {
+  // A family PEFT cannot build prefixes for: no prefix of any shape is the one PEFT would run.
+  if (spec.prefixRefusal) throw new PrefixShapeMismatchError(`this model takes no prefixes: ${spec.prefixRefusal}`)
   const mismatches = prefixShapeMismatches(prefix, spec)
   if (mismatches.length > 0) {
     throw new PrefixShapeMismatchError(`${subject(prefixId)} has ${mismatches.join('; ')}`)

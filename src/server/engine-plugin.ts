@@ -42,6 +42,10 @@ export const enginePlugin = fp<EnginePluginOptions>(
       deathReason = reason
       app.log.fatal({ reason }, 'engine worker died')
     })
+    if (!engine.spec.batchInvariant) {
+      const why = engine.spec.quantization ? `it is ${engine.spec.quantization} quantized` : 'its graph handles padded rows in a way prefixd does not recognize'
+      app.log.warn({ modelType: engine.spec.modelType }, `the model is not batch-invariant (${why}): a request's tokens may depend on what shares its batch`)
+    }
     const tokenizer = await TextTokenizer.load(modelDir, engine.spec.bosTokenId)
     // Prefix ids resolve through the prefix store (store-plugin.ts), opened once the engine is up.
     const prefixes: PrefixResolver = { resolve: (id, principal) => app.prefixStore.resolve(id, principal) }

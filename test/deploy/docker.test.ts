@@ -229,6 +229,11 @@ t.test('runtime stage: production dependencies only, non-root, exec-form CMD', a
   t.not(modulesFrom[0], 'build', 'never the build stage (it has the dev dependencies)')
   t.same(fromStage(/\/dist\b/), ['build'], 'dist/ comes from the build stage')
   t.ok(copies.some((c) => !c.args.includes('--from=') && /\bpackage\.json\s+\.\/?$/.test(c.args)), 'package.json is in the image')
+  // The compiled default-model.ts reads the bundled model at <root>/src/models/stories260K.
+  t.ok(
+    copies.some((c) => !c.args.includes('--from=') && /\bsrc\/models\/stories260K\s+\.\/src\/models\/stories260K$/.test(c.args)),
+    'the default model is in the image where the compiled code looks for it',
+  )
 
   const users = final.instructions.filter((i) => i.keyword === 'USER')
   const user = users[users.length - 1]?.args ?? ''

@@ -44,8 +44,10 @@ const llama = await startFixture(t, 'llama tiny', llamaDir, randomPrefixes([1, 3
 const gpt2 = await startFixture(t, 'gpt2 tiny', gpt2Dir, randomPrefixes([2, 5, 16]))
 const stories = await startFixture(t, 'stories260K', storiesModelDir, storiesPrefixes)
 const storiesText = await TextTokenizer.load(storiesModelDir, 1)
-const decode = (ids: number[]) => storiesText.decode(ids)
 const storiesPrompts = readExpected(join(storiesModelDir, 'expected-base.json')).cases.map((c) => c.prompt_ids)
+/** The completion text of ids generated after prompt p: decode(prompt + ids) - decode(prompt). */
+const completionAfter = (p: number) => (ids: number[]) =>
+  storiesText.decode([...storiesPrompts[p], ...ids]).slice(storiesText.decode(storiesPrompts[p]).length)
 const PREFIX_CHOICES = [[], ['dog-max'], ['robot-benny'], ['robot-benny', 'dog-max']]
 
 /** Every stories prompt under every prefix choice, greedy, alone, 40 tokens: the references for the end rules. */
@@ -127,7 +129,7 @@ t.test('max_new_tokens: each request ends after exactly its own count, with the 
   const reqs = counts.map((m, i): RequestCase => ({ promptIds: storiesPrompts[1], prefixKeys: PREFIX_CHOICES[1], maxNewTokens: m, arrivalAfter: 3 * i }))
   const got = await runMix(stories.engine, reqs)
   counts.forEach((m, i) => {
-    t.same(expectationDifferences(`max_new_tokens ${m}`, got[i], expectTruncated(full, m, decode)), [], `max_new_tokens ${m}: the first ${m} tokens, finish length`)
+    t.same(expectationDifferences(`max_new_tokens ${m}`, got[i], expectTruncated(full, m, completionAfter(1))), [], `max_new_tokens ${m}: the first ${m} tokens, finish length`)
     t.same(logprobDifferences(`max_new_tokens ${m}`, got[i].logprobs, full.logprobs), [], `max_new_tokens ${m}: logprobs of the longer run`)
   })
 })
@@ -139,9 +141,9 @@ t.test('EOS ends a request in a batch as it does alone (stories260K with "." as 
   const reqs: RequestCase[] = []
   const wants: Expected[] = []
   for (const [key, full] of storiesFull) {
-    const want = expectEos(full, period, decode)
-    if (!want) continue
     const [p, x] = key.split('/').map(Number)
+    const want = expectEos(full, period, completionAfter(p))
+    if (!want) continue
     reqs.push({ promptIds: storiesPrompts[p], prefixKeys: PREFIX_CHOICES[x], maxNewTokens: 40, arrivalAfter: 2 * reqs.length })
     wants.push(want)
   }

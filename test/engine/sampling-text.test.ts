@@ -167,3 +167,24 @@ t.test('incremental decoder: pushes + flush = decode(all ids)', async (t) => {
     }),
   )
 })
+
+t.test('incremental decoder: a long run of invalid bytes is emitted as it goes, not held to the end', async (t) => {
+  const byteRuns = fc.array(fc.oneof(fc.integer({ min: 0x80, max: 0xff }), fc.integer({ min: 0, max: 0xff })), { minLength: 1, maxLength: 60 })
+  fc.assert(
+    fc.property(byteRuns, (ids) => {
+      const { pieces, flushed } = decodeAll(ids)
+      let longestHeld = 0
+      let held = 0
+      for (const p of pieces) {
+        held = p === '' ? held + 1 : 0
+        longestHeld = Math.max(longestHeld, held)
+      }
+      // Seven held bytes at most (six, plus one while a character completes), so each step decodes a short window.
+      return pieces.join('') + flushed === decode(ids) && longestHeld <= 7
+    }),
+    { numRuns: 1000 },
+  )
+  const garbage = Array(40).fill(0xff)
+  const { pieces } = decodeAll(garbage)
+  t.ok(pieces.slice(0, 30).join('').length > 0, 'invalid bytes come out before the end')
+})

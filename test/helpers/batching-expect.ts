@@ -28,7 +28,7 @@ export function expectStopped(full: Outcome, stops: readonly string[]): Expected
   return { ids: full.ids, reason: full.reason, text: full.text }
 }
 
-/** The first max tokens of a longer run, ending by length; generated_text is their decode (`decode` is the tokenizer's). */
+/** The first max tokens of a longer run, ending by length; generated_text is their completion text as `decode` gives it (after the prompt). */
 export function expectTruncated(full: Outcome, max: number, decode: (ids: number[]) => string): Expected {
   if (full.ids.length < max) throw new Error(`the full run has only ${full.ids.length} tokens`)
   return { ids: full.ids.slice(0, max), reason: 'length', text: decode(full.ids.slice(0, max)) }
@@ -36,7 +36,7 @@ export function expectTruncated(full: Outcome, max: number, decode: (ids: number
 
 /**
  * With `eos` added to the model's EOS ids: ends on its first occurrence, which
- * is reported as a token but adds no text (`decode` is the tokenizer's).
+ * is reported as a token but adds no text (`decode` gives the completion text after the prompt).
  */
 export function expectEos(full: Outcome, eos: number, decode: (ids: number[]) => string): Expected | null {
   const at = full.ids.indexOf(eos)

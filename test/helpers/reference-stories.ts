@@ -1,19 +1,18 @@
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { fromBinary } from '@bufbuild/protobuf'
 import { ModelProtoSchema } from 'onnx-buf'
 import type { ModelDims, ModelWeights, WeightTensor } from '../../src/models/generate/index.js'
 import type { PrefixKV } from '../../src/domain/prefix-kv.js'
+import { storiesModelDir as STORIES_MODEL_DIR, storiesPrefixesDir as STORIES_PREFIXES_DIR } from './shared-data.js'
 
 /**
  * The real stories260K model (a PyTorch export of HF LlamaForCausalLM) and
  * its PEFT prefix adapters, read into the generator's weight layout: the
  * yardstick that pins the reference forward pass, and the graph the generator
- * writes, to transformers' and PEFT's own numbers. Shared test data beside
- * the repository, never copied into it.
+ * writes, to transformers' and PEFT's own numbers (the repository's copies,
+ * see shared-data.ts).
  */
-export const STORIES_MODEL_DIR = fileURLToPath(new URL('../../../shared/models/stories260K/', import.meta.url))
-export const STORIES_PREFIXES_DIR = fileURLToPath(new URL('../../../shared/prefixes/stories260K/', import.meta.url))
+export { STORIES_MODEL_DIR, STORIES_PREFIXES_DIR }
 
 export interface StoriesExpected {
   cases: { prompt: string; prompt_ids: number[]; generated_ids: number[] }[]

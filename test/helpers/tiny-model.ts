@@ -5,15 +5,20 @@
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { generateModel } from '../../src/models/generate/index.js'
+import { generateModel, type ModelLayout } from '../../src/models/generate/index.js'
 
-export async function generatedModel(arch: 'llama' | 'gpt2', size: 'tiny' | '15m' = 'tiny'): Promise<string> {
+/** The folder name's suffix for a layout: '' for the plain float32 model.onnx. */
+function layoutTag(layout: ModelLayout): string {
+  return [layout.dtype === 'float16' ? 'f16' : '', layout.externalData ? 'ext' : '', layout.merged ? 'merged' : ''].filter(Boolean).map((x) => `-${x}`).join('')
+}
+
+export async function generatedModel(arch: 'llama' | 'gpt2', size: 'tiny' | '15m' = 'tiny', layout: ModelLayout = {}): Promise<string> {
   const root = join(tmpdir(), 'prefixd-test-models')
-  const dir = join(root, `${arch}-${size}-seed0`)
+  const dir = join(root, `${arch}-${size}-seed0${layoutTag(layout)}`)
   if (existsSync(join(dir, 'config.json'))) return dir
   mkdirSync(root, { recursive: true })
   const tmp = mkdtempSync(join(root, '.gen-'))
-  await generateModel({ arch, size, out: tmp })
+  await generateModel({ arch, size, out: tmp, layout })
   try {
     renameSync(tmp, dir)
   } catch {

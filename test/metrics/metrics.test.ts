@@ -14,9 +14,9 @@ import { PrefixdMetrics } from '../../src/metrics/prefixd-metrics.js'
 import { startApp } from '../helpers/app.js'
 import { freePort } from '../helpers/free-port.js'
 import { buckets, histogramQuantile, sampleValue } from '../helpers/prom-text.js'
-import { storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
+import { storiesModelDir, storiesPrefixStore } from '../helpers/shared-data.js'
 
-const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixesDir, PREFIX_LABEL_LIMIT: 3 })
+const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixStore(t), PREFIX_LABEL_LIMIT: 3 })
 const generate = (prefix: string | string[] | null, max: number) =>
   app.inject({ method: 'POST', url: '/generate', payload: { inputs: 'Once upon a time', parameters: { prefix_id: prefix, max_new_tokens: max } } })
 

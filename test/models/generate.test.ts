@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { fromBinary } from '@bufbuild/protobuf'
@@ -148,6 +148,7 @@ t.test('prefixd model generate command', async (t) => {
     [['--arch', 'llama', '--size', 'tiny'], '--out'],
     [['--arch', 'llama', '--size', 'tiny', '--out', dir, '--seed', '1.5'], '--seed'],
     [['--arch', 'llama', '--size', 'tiny', '--out', dir, '--bogus'], '--bogus'],
+    [['--arch', 'llama', '--size', 'tiny', '--out', dir, '--dtype', 'int8'], '--dtype'],
   ]
   for (const [argv, flag] of bad) {
     const result = await run(argv)
@@ -160,4 +161,12 @@ t.test('prefixd model generate command', async (t) => {
   t.equal(ok.code, 0, 'exit 0 on success')
   t.match(ok.err, /wrote model\.onnx/, 'progress on stderr')
   t.match(readJson(out, 'config.json'), { model_type: 'gpt2', vocab_size: 512 })
+
+  const layout = join(dir, 'layout')
+  const all = await run(['--arch', 'llama', '--size', 'tiny', '--out', layout, '--dtype', 'float16', '--external-data', '--merged'])
+  t.equal(all.code, 0)
+  t.match(all.err, /wrote decoder_model_merged\.onnx and its external data/)
+  t.ok(existsSync(join(layout, 'decoder_model_merged.onnx_data')), 'the weights beside the merged graph')
+  t.notOk(existsSync(join(layout, 'model.onnx')))
+  t.match(readJson(layout, 'config.json'), { torch_dtype: 'float16' })
 })

@@ -5,11 +5,11 @@
  * malformed.test.ts.
  */
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import t from 'tap'
 import type { ModelSpec } from '../../src/domain/model-spec.js'
 import { PrefixShapeMismatchError } from '../../src/errors.js'
-import { decodeFloatTensor, halfToFloat } from '../../src/prefixes/dtype-convert.js'
+import { decodeFloatTensor, floatToHalfBits as productHalfBits, halfToFloat } from '../../src/prefixes/dtype-convert.js'
 import { readNativePrefix, writeNativePrefix } from '../../src/prefixes/native-format.js'
 import { parsePeftConfig, readPeftAdapter } from '../../src/prefixes/peft-adapter.js'
 import { isValidPrefixId } from '../../src/domain/prefix-id.js'
@@ -17,11 +17,11 @@ import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
 import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { parseSafetensors, serializeSafetensors } from '../../src/prefixes/safetensors.js'
 import { assertPrefixFitsModel, assertVirtualTokensFit, prefixShapeMismatches } from '../../src/prefixes/shape-check.js'
+import { storiesPrefixesDir } from '../helpers/shared-data.js'
 import { buildNativeFile, buildPeftAdapter, encodeFloats, floatToBF16Bits, floatToHalfBits } from '../helpers/prefix-fixtures.js'
 
-const SHARED = new URL('../../../shared/prefixes/stories260K/', import.meta.url)
-const folder = (id: string) => fileURLToPath(new URL(`${id}/`, SHARED))
-const readShared = (id: string, file: string) => readFileSync(new URL(`${id}/${file}`, SHARED))
+const folder = (id: string) => join(storiesPrefixesDir, id)
+const readShared = (id: string, file: string) => readFileSync(join(storiesPrefixesDir, id, file))
 
 /** stories260K: 5 layers, 8 query heads, 4 key/value heads of size 8 (from its README). */
 const stories260K: ModelSpec = {
@@ -36,6 +36,11 @@ const stories260K: ModelSpec = {
   bosTokenId: 1,
   eosTokenIds: [2],
   padTokenId: null,
+  valueHeadDim: 8,
+  prefixRefusal: null,
+  quantization: null,
+  batchInvariant: true,
+  graphRewrites: [],
 }
 
 /** prompt_embeddings read by hand, sharing no code with src/: header JSON, offsets, DataView. */
@@ -126,6 +131,13 @@ t.test('F16 and BF16 adapters decode within the format precision', async (t) => 
     t.equal(floatToHalfBits(value), bits, `fixture encoder agrees on 0x${bits.toString(16)}`)
   }
   t.ok(Object.is(halfToFloat(0x8000), -0), 'half -0')
+  // The product's encoder (float16 models) against the fixtures' own, on known bits and many seeded floats.
+  for (const [bits, value] of half) t.equal(productHalfBits(value), bits, `product encoder on 0x${bits.toString(16)}`)
+  const samples = Array.from({ length: 20000 }, (_, i) => (i % 2 ? -1 : 1) * 2 ** ((i % 60) - 30) * (1 + (i % 997) / 997))
+  const disagree = samples.filter((x) => productHalfBits(Math.fround(x)) !== floatToHalfBits(Math.fround(x)))
+  t.same(disagree, [], 'the two encoders agree across float16 range, subnormals and overflow')
+  t.equal(productHalfBits(65520), 0x7c00, 'halfway past the largest half rounds to infinity')
+  t.equal(productHalfBits(-0), 0x8000)
   const bf16 = Buffer.alloc(8)
   for (const [i, bits] of [0x3f80, 0xc040, 0x0001, 0x4049].entries()) bf16.writeUInt16LE(bits, 2 * i)
   t.same([...decodeFloatTensor(bf16, 'BF16', 'x')], [1, -3, 2 ** -133, 3.140625])

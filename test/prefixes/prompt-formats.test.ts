@@ -18,6 +18,7 @@ import { promptAdaptersDir } from '../helpers/prompt-adapters.js'
 const spec: ModelSpec = {
   modelType: 'llama', numLayers: 5, numAttentionHeads: 8, numKvHeads: 4, headDim: 8, hiddenSize: 64,
   vocabSize: 512, maxPositions: 512, bosTokenId: 1, eosTokenIds: [2], padTokenId: null,
+  valueHeadDim: 8, prefixRefusal: null, quantization: null, batchInvariant: true, graphRewrites: [],
 }
 const files = (name: string) => ({
   config: readFileSync(join(promptAdaptersDir, name, 'adapter_config.json')),

@@ -71,6 +71,7 @@ t.test('the LRU evicts least recently used first, within its byte budget', async
 const spec: ModelSpec = {
   modelType: 'llama', numLayers: 2, numAttentionHeads: 2, numKvHeads: 2, headDim: 4, hiddenSize: 8,
   vocabSize: 16, maxPositions: 64, bosTokenId: 1, eosTokenIds: [2], padTokenId: null,
+  valueHeadDim: 4, prefixRefusal: null, quantization: null, batchInvariant: true, graphRewrites: [],
 }
 const native = (seed: number) => [{ filename: 'prefix.safetensors', data: buildNativeFile({ layers: 2, kvHeads: 2, headDim: 4, P: 3, seed }).file }]
 const perPrefix = 2 * 2 * 2 * 3 * 4 * 4 // keys + values, 2 layers, 2 heads, 3 tokens, head 4, float32

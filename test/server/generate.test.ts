@@ -8,6 +8,7 @@ import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildPeftAdapter, PICKLE_BYTES } from '../helpers/prefix-fixtures.js'
+import { completionTexts } from '../helpers/completion-text.js'
 import { readExpected, storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
 import { startApp, type GenerateReply } from '../helpers/app.js'
 
@@ -25,6 +26,7 @@ writeFileSync(join(store, 'pickled', 'adapter_config.json'), wrongShape.configJs
 writeFileSync(join(store, 'pickled', 'adapter_model.bin'), PICKLE_BYTES)
 
 const app = await startApp(t, storiesModelDir, { PREFIX_DIR: store })
+const completion = await completionTexts(storiesModelDir)
 
 async function generate(body: unknown) {
   const res = await app.inject({ method: 'POST', url: '/generate', payload: body as object })
@@ -37,7 +39,7 @@ t.test('greedy outputs through HTTP equal PEFT and transformers', async (t) => {
     const r = await generate({ inputs: c.prompt, parameters: { max_new_tokens: c.generated_ids.length, details: true } })
     t.equal(r.status, 200)
     t.same(r.body.details!.tokens.map((x) => x.id), c.generated_ids, `base: ${c.prompt}`)
-    t.equal(r.body.generated_text, c.generated_text)
+    t.equal(r.body.generated_text, completion(c))
     t.equal(r.body.details!.finish_reason, 'length')
     t.equal(r.body.details!.seed, null, 'greedy reports no seed')
   }
@@ -51,7 +53,7 @@ t.test('greedy outputs through HTTP equal PEFT and transformers', async (t) => {
     )
     expected.cases.forEach((c, i) => {
       t.same(replies[i].body.details!.tokens.map((x) => x.id), c.generated_ids, `${name}: ${c.prompt}`)
-      t.equal(replies[i].body.generated_text, c.generated_text)
+      t.equal(replies[i].body.generated_text, completion(c))
       t.same(replies[i].body.details!.prefix_id, [name])
       t.equal(replies[i].headers['x-prefix-id'], name)
     })
@@ -67,7 +69,8 @@ t.test('adapter_id is another name for prefix_id; nulls mean "not set"', async (
   t.equal(r.status, 200)
   t.same(r.body.details!.tokens.map((x) => x.id), c.generated_ids.slice(0, 12))
   const full = await generate({ inputs: c.prompt, parameters: { prefix_id: 'dog-max', max_new_tokens: 5, return_full_text: true } })
-  t.ok(full.body.generated_text.startsWith(c.prompt), 'return_full_text prepends the prompt')
+  const five = { prompt_ids: c.prompt_ids, generated_ids: c.generated_ids.slice(0, 5) }
+  t.equal(full.body.generated_text, c.prompt + completion(five), 'return_full_text: prompt + completion, the space between kept')
 })
 
 t.test('sampling: a seed reproduces its output and is reported', async (t) => {
@@ -88,7 +91,7 @@ t.test('stop sequences end generation', async (t) => {
   const r = await generate({ inputs: c.prompt, parameters: { max_new_tokens: 40, stop: ['Lily'], details: true } })
   t.equal(r.body.details!.finish_reason, 'stop_sequence')
   t.ok(r.body.generated_text.endsWith('Lily'), r.body.generated_text)
-  t.ok(c.generated_text.startsWith(r.body.generated_text))
+  t.ok(completion(c).startsWith(r.body.generated_text))
   t.ok(r.body.details!.generated_tokens < 40)
 })
 

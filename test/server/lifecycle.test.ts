@@ -7,18 +7,18 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { Worker } from 'node:worker_threads'
-import { startApp } from '../helpers/app.js'
+import { scratchPrefixDir, startApp, type TestLike } from '../helpers/app.js'
 import { generatedModel } from '../helpers/tiny-model.js'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const tsLoader = fileURLToPath(new URL('../../node_modules/@tapjs/typescript/dist/esm/import.mjs', import.meta.url))
 const modelDir = await generatedModel('llama')
 
-function runNode(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
+function runNode(t: TestLike, args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', tsLoader, ...args], {
       cwd: root,
-      env: { ...process.env, LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: '0', ...env },
+      env: { ...process.env, LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: '0', PREFIX_DIR: scratchPrefixDir(t), ...env },
     })
     let out = ''
     child.stdout.on('data', (d) => (out += d))
@@ -32,22 +32,22 @@ function runNode(args: string[], env: Record<string, string>): Promise<{ code: n
 }
 
 t.test('a bad configuration value stops the start and names the variable', async (t) => {
-  const r = await runNode(['src/cli.ts', 'serve'], { MODEL_DIR: modelDir, MAX_BATCH_SIZE: 'lots' })
+  const r = await runNode(t, ['src/cli.ts', 'serve'], { MODEL_DIR: modelDir, MAX_BATCH_SIZE: 'lots' })
   t.not(r.code, 0)
   t.match(r.out, /MAX_BATCH_SIZE must be integer/)
-  const p = await runNode(['src/cli.ts', 'serve'], { MODEL_DIR: modelDir, EXECUTION_PROVIDER: 'tpu' })
+  const p = await runNode(t, ['src/cli.ts', 'serve'], { MODEL_DIR: modelDir, EXECUTION_PROVIDER: 'tpu' })
   t.not(p.code, 0)
   t.match(p.out, /EXECUTION_PROVIDER must be one of cpu, cuda/)
 })
 
 t.test('a model folder that is not a model is refused with a clear message', async (t) => {
-  const r = await runNode(['src/cli.ts', 'serve'], { MODEL_DIR: root })
+  const r = await runNode(t, ['src/cli.ts', 'serve'], { MODEL_DIR: root })
   t.not(r.code, 0)
   t.match(r.out, /config\.json/)
 })
 
 t.test('when the engine worker dies, the process exits non-zero by itself', async (t) => {
-  const r = await runNode(['test/fixtures/serve-then-kill-engine.ts'], { MODEL_DIR: modelDir })
+  const r = await runNode(t, ['test/fixtures/serve-then-kill-engine.ts'], { MODEL_DIR: modelDir })
   t.match(r.out, /listening/)
   t.equal(r.code, 1)
 })

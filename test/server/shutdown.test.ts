@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { parseEvents } from '../helpers/sse.js'
-import { storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
+import { storiesModelDir, storiesPrefixStore } from '../helpers/shared-data.js'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const tsLoader = fileURLToPath(new URL('../../node_modules/@tapjs/typescript/dist/esm/import.mjs', import.meta.url))
@@ -16,7 +16,7 @@ const tsLoader = fileURLToPath(new URL('../../node_modules/@tapjs/typescript/dis
 async function startServer(t: { teardown(fn: () => void): void }, env: Record<string, string> = {}) {
   const child = spawn(process.execPath, ['--import', tsLoader, 'src/cli.ts', 'serve'], {
     cwd: root,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', MODEL_DIR: storiesModelDir, PREFIX_DIR: storiesPrefixesDir, ...env },
+    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', MODEL_DIR: storiesModelDir, PREFIX_DIR: storiesPrefixStore(t), ...env },
   })
   t.teardown(() => void child.kill('SIGKILL'))
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))

@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import { listenOnLoopback, startApp, type TestLike } from '../helpers/app.js'
 import { readEvents } from '../helpers/sse.js'
-import { readExpected, storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
+import { completionTexts } from '../helpers/completion-text.js'
+import { readExpected, storiesModelDir, storiesPrefixesDir, storiesPrefixStore } from '../helpers/shared-data.js'
 
 interface StreamEvent {
   index: number
@@ -20,7 +21,7 @@ interface StreamEvent {
 }
 
 async function listen(t: TestLike, config: Parameters<typeof startApp>[2]) {
-  const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixesDir, ...config })
+  const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixStore(t), ...config })
   const address = await listenOnLoopback(app)
   return { app, url: (path: string) => `${address}${path}` }
 }
@@ -43,7 +44,8 @@ t.test('events in TGI format; tokens equal PEFT greedy; text adds up', async (t)
   t.same(events.map((e) => e.token.id), c.generated_ids)
   t.ok(events.slice(0, -1).every((e) => e.generated_text === null && e.details === null))
   const last = events.at(-1)!
-  t.equal(last.generated_text, c.generated_text)
+  t.equal(last.generated_text, (await completionTexts(storiesModelDir))(c))
+  t.ok(events[0].token.text.startsWith(' '), 'the first token keeps its leading space')
   t.equal(last.details!.finish_reason, 'length')
   t.equal(last.details!.generated_tokens, c.generated_ids.length)
   t.equal(events.map((e) => e.token.text).join(''), last.generated_text, 'token texts concatenate to generated_text')

@@ -7,7 +7,7 @@ import t from 'tap'
 import { hashKey, newKey, parseKeyList } from '../../src/auth/api-keys.js'
 import { runKeys } from '../../src/auth/keys-command.js'
 import { startApp } from '../helpers/app.js'
-import { storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
+import { storiesModelDir, storiesPrefixStore } from '../helpers/shared-data.js'
 
 const keys = { heavy: newKey(), light: newKey(), root: newKey() }
 const API_KEYS = [`heavy:tenant:${hashKey(keys.heavy)}`, `light:tenant:${hashKey(keys.light)}`, `root:admin:${hashKey(keys.root)}`].join(',')
@@ -28,7 +28,7 @@ t.test('keys: parsing, and the keys command prints a usable entry', async (t) =>
 })
 
 t.test('a wrong or missing key is 401; probes stay open', async (t) => {
-  const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixesDir, API_KEYS })
+  const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixStore(t), API_KEYS })
   const body = { inputs: 'Once upon a time', parameters: { max_new_tokens: 3 } }
   const none = await app.inject({ method: 'POST', url: '/generate', payload: body })
   t.equal(none.statusCode, 401)
@@ -42,7 +42,7 @@ t.test('a wrong or missing key is 401; probes stay open', async (t) => {
 })
 
 t.test('rate limits are per tenant', async (t) => {
-  const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixesDir, API_KEYS, RATE_LIMIT_PER_MINUTE: 3 })
+  const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixStore(t), API_KEYS, RATE_LIMIT_PER_MINUTE: 3 })
   const body = { inputs: 'Once', parameters: { max_new_tokens: 1 } }
   const send = (key: string) => app.inject({ method: 'POST', url: '/generate', payload: body, headers: auth(key) })
   for (let i = 0; i < 3; i++) t.equal((await send(keys.heavy)).statusCode, 200)
@@ -56,7 +56,7 @@ t.test('rate limits are per tenant', async (t) => {
 })
 
 t.test('fair share: a light tenant finishes while a heavy one keeps the queue full', async (t) => {
-  const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixesDir, API_KEYS, MAX_BATCH_SIZE: 2 })
+  const app = await startApp(t, storiesModelDir, { PREFIX_DIR: storiesPrefixStore(t), API_KEYS, MAX_BATCH_SIZE: 2 })
   let heavyDone = 0
   const heavy = Array.from({ length: 12 }, () =>
     app

@@ -32,6 +32,7 @@ await app.inject({
 const ROUTES: Array<['GET' | 'POST' | 'PUT' | 'DELETE', string]> = [
   ['POST', '/generate'],
   ['POST', '/generate_stream'],
+  ['POST', '/'],
   ['POST', '/prefixes'],
   ['PUT', '/prefixes/{id}'],
   ['GET', '/prefixes'],

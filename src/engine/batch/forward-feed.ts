@@ -53,6 +53,7 @@ export function buildPrefill(
   rows: readonly PrefillRow[],
 ): { feed: ForwardFeed; state: Pick<KvState, 'rowIds' | 'length' | 'mask' | 'nextPosition'> } {
   const { numLayers, numKvHeads: H, headDim: D } = shape
+  const Dv = shape.valueHeadDim ?? D
   const b = rows.length
   const layouts = rows.map((r) => rowLayout(r.adapters))
   const pastLen = Math.max(0, ...layouts.map((l) => l.pastLength))
@@ -62,7 +63,7 @@ export function buildPrefill(
   const positionIds = new BigInt64Array(b * seqLen)
   const attentionMask = new BigInt64Array(b * total)
   const pastKeys = Array.from({ length: numLayers }, () => new Float32Array(b * H * pastLen * D))
-  const pastValues = Array.from({ length: numLayers }, () => new Float32Array(b * H * pastLen * D))
+  const pastValues = Array.from({ length: numLayers }, () => new Float32Array(b * H * pastLen * Dv))
   const inputsEmbeds = embedsBuffer(layouts, b, seqLen)
   const nextPosition: number[] = []
 
@@ -77,10 +78,9 @@ export function buildPrefill(
       const p = prefix.numVirtualTokens
       for (let layer = 0; layer < numLayers; layer++) {
         for (let h = 0; h < H; h++) {
-          const dst = ((r * H + h) * pastLen + slot) * D
-          const src = h * p * D
-          pastKeys[layer].set(prefix.keys[layer].subarray(src, src + p * D), dst)
-          pastValues[layer].set(prefix.values[layer].subarray(src, src + p * D), dst)
+          const src = h * p
+          pastKeys[layer].set(prefix.keys[layer].subarray(src * D, (src + p) * D), ((r * H + h) * pastLen + slot) * D)
+          pastValues[layer].set(prefix.values[layer].subarray(src * Dv, (src + p) * Dv), ((r * H + h) * pastLen + slot) * Dv)
         }
       }
       slot += p

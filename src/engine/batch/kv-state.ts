@@ -21,7 +21,10 @@ import type { ForwardFeed } from './forward-feed.js'
 export interface KvShape {
   numLayers: number
   numKvHeads: number
+  /** Head size of keys. */
   headDim: number
+  /** Head size of values when it differs from keys' (multi-head latent attention); default headDim. */
+  valueHeadDim?: number
 }
 
 export interface KvState {
@@ -45,6 +48,7 @@ export function roomFor(length: number): number {
 
 function allocate(shape: KvShape, rowIds: number[], length: number, capacity: number, nextPosition: number[]): KvState {
   const { numLayers, numKvHeads: H, headDim: D } = shape
+  const Dv = shape.valueHeadDim ?? D
   const rows = rowIds.length
   const mask = new BigInt64Array(rows * (capacity + 1))
   for (let r = 0; r < rows; r++) mask[r * (capacity + 1) + capacity] = 1n
@@ -53,7 +57,7 @@ function allocate(shape: KvShape, rowIds: number[], length: number, capacity: nu
     length,
     capacity,
     keys: Array.from({ length: numLayers }, () => new Float32Array(rows * H * capacity * D)),
-    values: Array.from({ length: numLayers }, () => new Float32Array(rows * H * capacity * D)),
+    values: Array.from({ length: numLayers }, () => new Float32Array(rows * H * capacity * Dv)),
     mask,
     nextPosition,
   }
@@ -88,6 +92,7 @@ interface RowSource {
  */
 export function compact(shape: KvShape, sources: RowSource[]): KvState {
   const { numLayers, numKvHeads: H, headDim: D } = shape
+  const Dv = shape.valueHeadDim ?? D
   const runsPerRow = sources.map((s) => realRuns(s.state.mask, s.row, s.state.capacity + 1, s.state.length))
   const realCounts = runsPerRow.map((runs) => runs.reduce((n, [a, b]) => n + b - a, 0))
   const length = Math.max(0, ...realCounts)
@@ -104,16 +109,16 @@ export function compact(shape: KvShape, sources: RowSource[]): KvState {
     out.mask.fill(1n, r * (capacity + 1) + offset, r * (capacity + 1) + length)
     const T = src.state.capacity
     for (let layer = 0; layer < numLayers; layer++) {
-      for (const [from, to] of [
-        [src.state.keys[layer], out.keys[layer]],
-        [src.state.values[layer], out.values[layer]],
-      ]) {
+      for (const [from, to, size] of [
+        [src.state.keys[layer], out.keys[layer], D],
+        [src.state.values[layer], out.values[layer], Dv],
+      ] as const) {
         for (let h = 0; h < H; h++) {
-          let dst = ((r * H + h) * capacity + offset) * D
+          let dst = ((r * H + h) * capacity + offset) * size
           const srcBase = (src.row * H + h) * T
           for (const [a, b] of runsPerRow[r]) {
-            to.set(from.subarray((srcBase + a) * D, (srcBase + b) * D), dst)
-            dst += (b - a) * D
+            to.set(from.subarray((srcBase + a) * size, (srcBase + b) * size), dst)
+            dst += (b - a) * size
           }
         }
       }
@@ -137,6 +142,7 @@ export function withRoom(shape: KvShape, state: KvState): KvState {
  */
 export function appendStep(shape: KvShape, state: KvState, stepKeys: Float32Array[], stepValues: Float32Array[]): void {
   const { numLayers, numKvHeads: H, headDim: D } = shape
+  const Dv = shape.valueHeadDim ?? D
   const { capacity, length } = state
   if (length >= capacity) throw new RangeError(`no free column: length ${length}, capacity ${capacity}`)
   const rowsTimesHeads = state.rowIds.length * H
@@ -146,9 +152,8 @@ export function appendStep(shape: KvShape, state: KvState, stepKeys: Float32Arra
     const newKeys = stepKeys[layer]
     const newValues = stepValues[layer]
     for (let rh = 0; rh < rowsTimesHeads; rh++) {
-      const dst = (rh * capacity + length) * D
-      keys.set(newKeys.subarray(rh * D, rh * D + D), dst)
-      values.set(newValues.subarray(rh * D, rh * D + D), dst)
+      keys.set(newKeys.subarray(rh * D, rh * D + D), (rh * capacity + length) * D)
+      values.set(newValues.subarray(rh * Dv, rh * Dv + Dv), (rh * capacity + length) * Dv)
     }
   }
   for (let r = 0; r < state.rowIds.length; r++) {
@@ -172,18 +177,19 @@ export function prefillState(
   stepValues: Float32Array[],
 ): KvState {
   const { numLayers, numKvHeads: H, headDim: D } = shape
+  const Dv = shape.valueHeadDim ?? D
   const { batch, pastLen, seqLen } = feed
   const total = pastLen + seqLen
   const out = allocate(shape, rowIds, total, total, nextPosition)
   for (let r = 0; r < batch; r++) out.mask.set(feed.attentionMask.subarray(r * total, (r + 1) * total), r * (total + 1))
   for (let layer = 0; layer < numLayers; layer++) {
-    for (const [past, step, to] of [
-      [feed.pastKeys[layer], stepKeys[layer], out.keys[layer]],
-      [feed.pastValues[layer], stepValues[layer], out.values[layer]],
-    ]) {
+    for (const [past, step, to, size] of [
+      [feed.pastKeys[layer], stepKeys[layer], out.keys[layer], D],
+      [feed.pastValues[layer], stepValues[layer], out.values[layer], Dv],
+    ] as const) {
       for (let rh = 0; rh < batch * H; rh++) {
-        to.set(past.subarray(rh * pastLen * D, (rh + 1) * pastLen * D), rh * total * D)
-        to.set(step.subarray(rh * seqLen * D, (rh + 1) * seqLen * D), (rh * total + pastLen) * D)
+        to.set(past.subarray(rh * pastLen * size, (rh + 1) * pastLen * size), rh * total * size)
+        to.set(step.subarray(rh * seqLen * size, (rh + 1) * seqLen * size), (rh * total + pastLen) * size)
       }
     }
   }

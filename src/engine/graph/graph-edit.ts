@@ -83,3 +83,9 @@ export function redirectConsumers(graph: GraphProto, from: string, to: string, e
     node.input = node.input.map((name) => (name === from ? to : name))
   }
 }
+
+/** A Cast node to the given element type (its `to` attribute is a single INT, which newNode does not make). */
+export function castNode(name: string, input: string, output: string, to: TensorProto_DataType): NodeProto {
+  const attribute = [create(AttributeProtoSchema, { name: 'to', type: AttributeProto_AttributeType.INT, i: BigInt(to) })]
+  return create(NodeProtoSchema, { opType: 'Cast', name, input: [input], output: [output], attribute })
+}

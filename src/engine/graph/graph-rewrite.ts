@@ -11,6 +11,6 @@ export interface GraphRewrite {
   readonly name: string
   /** Whether this graph needs (and admits) the rewrite; must not mutate. */
   needed(model: ModelProto): boolean
-  /** Rewrites the graph in place; throws a ModelLoadError when it cannot. */
+  /** Rewrites the graph in place; throws an Error saying why when it cannot (the loader reports it as a model load error). */
   apply(model: ModelProto): void
 }

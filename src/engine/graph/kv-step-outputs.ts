@@ -18,7 +18,7 @@
  * cuts the new columns out of `present`.
  */
 import { clone, create } from '@bufbuild/protobuf'
-import { NodeProtoSchema, TensorProto_DataLocation, TypeProtoSchema, ValueInfoProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto } from 'onnx-buf'
+import { NodeProtoSchema, TypeProtoSchema, ValueInfoProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto } from 'onnx-buf'
 import type { GraphRewrite } from './graph-rewrite.js'
 
 const PRESENT = /^present\.(\d+)\.(key|value)$/
@@ -46,8 +46,6 @@ function concatAxis(node: NodeProto): number | undefined {
 function stepSources(model: ModelProto): StepSource[] | null {
   const graph = model.graph
   if (!graph) return null
-  // A rewritten model is loaded from bytes, where weights in external files cannot be found: leave those as they are.
-  if (graph.initializer.some((i) => i.dataLocation === TensorProto_DataLocation.EXTERNAL)) return null
   const producer = new Map<string, NodeProto>()
   for (const node of graph.node) for (const out of node.output) producer.set(out, node)
   const sources: StepSource[] = []
@@ -92,7 +90,7 @@ export const kvStepOutputs: GraphRewrite = {
       graph.node.push(
         create(NodeProtoSchema, {
           opType: 'Identity',
-          name: `prefixd_${stepOutputName(s.layer, s.kind)}`,
+          name: `/prefixd/${stepOutputName(s.layer, s.kind)}`,
           input: [s.newColumns],
           output: [stepOutputName(s.layer, s.kind)],
         }),

@@ -9,7 +9,9 @@
  * few already-emitted ids as context (prefixOffset..readOffset), decode context
  * + new ids, and emit what the new ids added, decode(ids[prefix:]) minus
  * decode(ids[prefix:read]), but only once it no longer ends in U+FFFD (a
- * character still incomplete). Then the window slides forward.
+ * character still incomplete). Then the window slides forward. Each step
+ * decodes only that window, never the whole sequence; a run of invalid bytes
+ * cannot grow it past MAX_HELD ids.
  *
  * Held text is not lost: flush() returns it at the end, so the concatenation of
  * every push() and flush() is decode(all ids) for tokenizers whose decode of a
@@ -17,6 +19,16 @@
  */
 
 const REPLACEMENT_CHAR = '\uFFFD'
+
+/**
+ * Held ids beyond which the text is invalid, not incomplete: every token adds
+ * at least one byte and a character has at most four, so a character still
+ * open can only have started in the last three held ids (COMPLETABLE_TAIL).
+ * Emitting the rest keeps each step's decode window short however long a
+ * model keeps producing invalid bytes.
+ */
+const MAX_HELD = 6
+const COMPLETABLE_TAIL = 3
 
 export type DecodeFn = (ids: number[]) => string
 
@@ -44,8 +56,26 @@ export class IncrementalDecoder {
     this.ids.push(id)
     const prefixText = this.readOffset > 0 ? this.decode(this.ids.slice(0, this.readOffset)) : ''
     const fullText = this.decode(this.ids)
-    if (fullText.length <= prefixText.length || fullText.endsWith(REPLACEMENT_CHAR)) return ''
-    return this.advance(fullText, prefixText)
+    if (fullText.length > prefixText.length && !fullText.endsWith(REPLACEMENT_CHAR)) return this.advance(fullText, prefixText, this.ids.length)
+    if (this.ids.length - this.readOffset <= MAX_HELD) return ''
+    // Only the tail can still become a character; what precedes it is final
+    // if the text so far already starts with it.
+    const upTo = this.ids.length - COMPLETABLE_TAIL
+    const settled = this.decode(this.ids.slice(0, upTo))
+    if (settled.length <= prefixText.length || !fullText.startsWith(settled)) return ''
+    return this.advance(settled, prefixText, upTo)
+  }
+
+  /**
+   * The text `id` would add after the text emitted so far, without taking it
+   * (for listing alternatives to the chosen token). Held ids are left out: an
+   * alternative replaces the token that would have completed them.
+   */
+  peek(id: number): string {
+    const context = this.ids.slice(0, this.readOffset)
+    const before = context.length > 0 ? this.decode(context) : ''
+    const after = this.decode([...context, id])
+    return after.startsWith(before) ? after.slice(before.length) : after
   }
 
   /** Text still held at the end of generation (may contain U+FFFD for a truncated character). */
@@ -54,20 +84,22 @@ export class IncrementalDecoder {
     const prefixText = this.readOffset > 0 ? this.decode(this.ids.slice(0, this.readOffset)) : ''
     const fullText = this.decode(this.ids)
     if (fullText.length <= prefixText.length) {
-      this.slide()
+      this.slide(this.ids.length)
       return ''
     }
-    return this.advance(fullText, prefixText)
+    return this.advance(fullText, prefixText, this.ids.length)
   }
 
-  private advance(fullText: string, prefixText: string): string {
-    this.slide()
-    return fullText.slice(prefixText.length)
+  /** Emits the text of ids up to `upTo` (exclusive), given as `text`. */
+  private advance(text: string, prefixText: string, upTo: number): string {
+    this.slide(upTo)
+    return text.slice(prefixText.length)
   }
 
-  /** The ids just emitted become the context of the next ones. */
-  private slide(): void {
-    this.ids = this.ids.slice(this.readOffset)
-    this.readOffset = this.ids.length
+  /** The ids just emitted, [readOffset, upTo), become the context of the next ones; later ones stay held. */
+  private slide(upTo: number): void {
+    const from = this.readOffset
+    this.ids = this.ids.slice(from)
+    this.readOffset = upTo - from
   }
 }

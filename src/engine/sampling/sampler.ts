@@ -14,6 +14,7 @@ import { SeededRandom } from './rng.js'
 import { assertSamplingParams, type SamplingParams } from './sampling-params.js'
 import { NucleusFinder } from './nucleus.js'
 import { collectTopK } from './top-selection.js'
+import { topLogprobs, type TokenLogprob } from './token-logprobs.js'
 
 export { normalizeSamplingParams, assertSamplingParams } from './sampling-params.js'
 export type { SamplingParams, SamplingParamsInput } from './sampling-params.js'
@@ -29,6 +30,8 @@ export interface TokenChoice {
    * NaN when the sampler was built with `{ logprobs: false }`.
    */
   logprob: number
+  /** The most likely tokens under the same raw distribution, when asked for (`topLogprobs`). */
+  top?: TokenLogprob[]
 }
 
 export interface TokenSamplerOptions {
@@ -38,6 +41,8 @@ export interface TokenSamplerOptions {
    * times the cost of a greedy pick; callers that never report it can skip it.
    */
   logprobs?: boolean
+  /** Also list this many most likely tokens with their logprobs (needs `logprobs`; default 0). */
+  topLogprobs?: number
 }
 
 export class TokenSampler {
@@ -47,6 +52,7 @@ export class TokenSampler {
   private readonly greedy: boolean
   private readonly invTemperature: number
   private readonly wantLogprob: boolean
+  private readonly topCount: number
   /** The row after repetition penalty (float64, so logit/T cannot overflow). */
   private readonly scores: Float64Array
   /** Unnormalized probabilities e^((score - max) / T), indexed by token id. */
@@ -72,6 +78,7 @@ export class TokenSampler {
     // Temperature 0 is the greedy limit; so is one so small that 1/T overflows.
     this.greedy = !params.doSample || !Number.isFinite(this.invTemperature)
     this.wantLogprob = options.logprobs ?? true
+    this.topCount = this.wantLogprob ? (options.topLogprobs ?? 0) : 0
     this.scores = new Float64Array(vocabSize)
     this.weights = new Float64Array(this.greedy ? 0 : vocabSize)
     this.ids = new Int32Array(this.greedy ? 0 : vocabSize)
@@ -151,14 +158,17 @@ export class TokenSampler {
     else tokenId = penalize ? argmaxOf(scores, vocabSize) : rawArgmax
 
     let logprob = Number.NaN
+    let top: TokenLogprob[] | undefined
     if (this.wantLogprob) {
       const rawSum = Number.isNaN(this.rawSumFromWeights)
         ? sumExpShifted(logits, offset, vocabSize, rawMax)
         : this.rawSumFromWeights
       const chosen = logits[offset + tokenId]
-      logprob = chosen !== chosen ? Number.NEGATIVE_INFINITY : chosen - rawMax - Math.log(rawSum)
+      const normalizer = rawMax + Math.log(rawSum)
+      logprob = chosen !== chosen ? Number.NEGATIVE_INFINITY : chosen - normalizer
+      if (this.topCount > 0) top = topLogprobs(logits, offset, vocabSize, this.topCount, normalizer)
     }
-    return { tokenId, logprob }
+    return top === undefined ? { tokenId, logprob } : { tokenId, logprob, top }
   }
 
   /** Temperature → top-k → top-p → draw. `max` is the largest score; `scoresAreRaw` when no penalty changed them. */

@@ -14,6 +14,20 @@ import type { ModelDims } from './model-dims.js'
  * would give.
  */
 export const MASKED_SCORE = -1e9
+/**
+ * The same in a float16 graph, where -1e9 would be -Infinity: small enough
+ * that exp() gives 0, and twice it (causal plus padding) still finite.
+ */
+export const MASKED_SCORE_FLOAT16 = -30000
+
+/** How one decoder graph is built: the merged decoder's branches differ in these. */
+export interface DecoderGraphOptions {
+  /** Starts every generated name (two branches share one model). */
+  prefix?: string
+  /** Whether the graph reads past key/values (false: the first pass of a merged decoder). */
+  withPast?: boolean
+  maskedScore?: number
+}
 
 export interface DecoderInputs {
   inputIds: string
@@ -24,7 +38,7 @@ export interface DecoderInputs {
 }
 
 /** Declares the inputs and outputs with the symbolic dimension names of an optimum export. */
-export function declareDecoderInterface(g: GraphBuilder, d: ModelDims): DecoderInputs {
+export function declareDecoderInterface(g: GraphBuilder, d: ModelDims, withPast = true): DecoderInputs {
   const { INT64, FLOAT } = TensorProto_DataType
   const inputs: DecoderInputs = {
     inputIds: g.input('input_ids', INT64, ['batch_size', 'sequence_length']),
@@ -34,7 +48,7 @@ export function declareDecoderInterface(g: GraphBuilder, d: ModelDims): DecoderI
     pastValues: [],
   }
   const pastDims = ['batch_size', d.numKvHeads, 'past_sequence_length', d.headDim]
-  for (let i = 0; i < d.numLayers; i++) {
+  for (let i = 0; i < (withPast ? d.numLayers : 0); i++) {
     inputs.pastKeys.push(g.input(`past_key_values.${i}.key`, FLOAT, pastDims))
     inputs.pastValues.push(g.input(`past_key_values.${i}.value`, FLOAT, pastDims))
   }
@@ -54,7 +68,7 @@ export function declareDecoderInterface(g: GraphBuilder, d: ModelDims): DecoderI
  * j <= past + i and attention_mask[j] is 1; masked scores get MASKED_SCORE.
  * Positions play no part here: they come only from position_ids.
  */
-export function attentionBias(g: GraphBuilder, inputs: DecoderInputs): string {
+export function attentionBias(g: GraphBuilder, inputs: DecoderInputs, maskedScore = MASKED_SCORE): string {
   const second = g.constInt([1], [])
   const seqLength = g.op1('Gather', [g.op1('Shape', [inputs.inputIds]), second], { axis: 0 })
   const totalLength = g.op1('Gather', [g.op1('Shape', [inputs.attentionMask]), second], { axis: 0 })
@@ -63,10 +77,10 @@ export function attentionBias(g: GraphBuilder, inputs: DecoderInputs): string {
   const queryIndex = g.op1('Range', [pastLength, totalLength, one])
   const keyIndex = g.op1('Range', [g.constInt([0], []), totalLength, one])
   const visible = g.op1('LessOrEqual', [keyIndex, g.op1('Unsqueeze', [queryIndex, g.constInt([1])])])
-  const causal = g.op1('Where', [visible, g.constFloat([0]), g.constFloat([MASKED_SCORE])])
+  const causal = g.op1('Where', [visible, g.constFloat([0]), g.constFloat([maskedScore])])
   const mask = g.op1('Cast', [inputs.attentionMask], { to: TensorProto_DataType.FLOAT })
   // (mask - 1) * 1e9: 0 where the mask is 1, MASKED_SCORE where it is 0.
-  const padding = g.op1('Mul', [g.op1('Sub', [mask, g.constFloat([1])]), g.constFloat([-MASKED_SCORE])])
+  const padding = g.op1('Mul', [g.op1('Sub', [mask, g.constFloat([1])]), g.constFloat([-maskedScore])])
   const padding4d = g.op1('Unsqueeze', [padding, g.constInt([1, 2])])
   return g.op1('Add', [padding4d, causal])
 }
@@ -91,8 +105,13 @@ export function attention(
 ): string {
   const toHeadsFirst = { perm: [0, 2, 1, 3] }
   const group = d.numHeads / d.numKvHeads
-  const presentKey = g.op1('Concat', [inputs.pastKeys[layer], g.op1('Transpose', [k], toHeadsFirst)], { axis: 2 }, `present.${layer}.key`)
-  const presentValue = g.op1('Concat', [inputs.pastValues[layer], g.op1('Transpose', [v], toHeadsFirst)], { axis: 2 }, `present.${layer}.value`)
+  // Without a past (a merged decoder's first pass), the present is this pass's keys alone.
+  const present = (past: string | undefined, x: string, name: string): string =>
+    past === undefined
+      ? g.op1('Transpose', [x], toHeadsFirst, name)
+      : g.op1('Concat', [past, g.op1('Transpose', [x], toHeadsFirst)], { axis: 2 }, name)
+  const presentKey = present(inputs.pastKeys[layer], k, `present.${layer}.key`)
+  const presentValue = present(inputs.pastValues[layer], v, `present.${layer}.value`)
   const query = g.op1('Mul', [g.op1('Transpose', [q], toHeadsFirst), g.constFloat([1 / Math.sqrt(d.headDim)])])
   const regroup = (x: string, shape: number[]): string => (group > 1 ? g.op1('Reshape', [x, g.constInt(shape)]) : x)
   // In the Reshape shapes below, 0 keeps the input's dimension (batch, or the total length).

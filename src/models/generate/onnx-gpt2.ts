@@ -1,5 +1,5 @@
 import { float, GraphBuilder } from './onnx-graph-builder.js'
-import { attention, attentionBias, declareDecoderInterface, tiedHead } from './onnx-decoder-parts.js'
+import { attention, attentionBias, declareDecoderInterface, MASKED_SCORE, tiedHead, type DecoderGraphOptions } from './onnx-decoder-parts.js'
 import { weight, type ModelWeights } from './weights.js'
 
 /** HF "gelu_new": 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))); opset 17 has no Gelu op. */
@@ -10,12 +10,12 @@ function geluTanh(g: GraphBuilder, x: string): string {
   return g.op1('Mul', [g.op1('Mul', [x, onePlusTanh]), g.constFloat([0.5])])
 }
 
-/** GPT-2 decoder graph (see DESIGN.md, "Model layout") from the given weights. */
-export function buildGpt2Graph(weights: ModelWeights): GraphBuilder {
+/** GPT-2 decoder graph in the Hugging Face optimum export layout (README, "Models") from the given weights. */
+export function buildGpt2Graph(weights: ModelWeights, opts: DecoderGraphOptions = {}): GraphBuilder {
   const d = weights.dims
-  const g = new GraphBuilder()
-  const inputs = declareDecoderInterface(g, d)
-  const bias = attentionBias(g, inputs)
+  const g = new GraphBuilder(opts.prefix)
+  const inputs = declareDecoderInterface(g, d, opts.withPast ?? true)
+  const bias = attentionBias(g, inputs, opts.maskedScore ?? MASKED_SCORE)
   const tensor = (name: string): string => g.floatInitializer(name, weight(weights, name).dims, weight(weights, name).data)
   const layerNorm = (x: string, prefix: string): string =>
     g.op1('LayerNormalization', [x, tensor(`${prefix}.weight`), tensor(`${prefix}.bias`)], { axis: -1, epsilon: float(d.normEps) })

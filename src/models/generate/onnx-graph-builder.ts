@@ -69,12 +69,15 @@ function valueInfo(name: string, elemType: TensorProto_DataType, dims: (number |
 
 /** Collects the nodes, inputs, outputs and initializers of one ONNX graph. */
 export class GraphBuilder {
-  private readonly nodes: NodeProto[] = []
-  private readonly inputs: ValueInfoProto[] = []
-  private readonly outputs: ValueInfoProto[] = []
+  readonly nodes: NodeProto[] = []
+  readonly inputs: ValueInfoProto[] = []
+  readonly outputs: ValueInfoProto[] = []
   readonly initializers: LazyInitializer[] = []
   private readonly constants = new Map<string, string>()
   private counter = 0
+
+  /** `prefix` starts every name the builder makes, so two graphs can share one model (the merged decoder's branches). */
+  constructor(private readonly prefix = '') {}
 
   input(name: string, elemType: TensorProto_DataType, dims: (number | string)[]): string {
     this.inputs.push(valueInfo(name, elemType, dims))
@@ -109,7 +112,7 @@ export class GraphBuilder {
     const existing = this.constants.get(key)
     if (existing) return existing
     const data = make()
-    const name = `const_${this.constants.size}`
+    const name = `${this.prefix}const_${this.constants.size}`
     const dataType = kind === 'f' ? TensorProto_DataType.FLOAT : TensorProto_DataType.INT64
     this.initializer(name, dims, dataType, data.byteLength, () => bytesOf(data))
     this.constants.set(key, name)
@@ -122,10 +125,10 @@ export class GraphBuilder {
    */
   op(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, outputs: string[] | number = 1): string[] {
     const id = this.counter++
-    const outputNames = typeof outputs === 'number' ? Array.from({ length: outputs }, (_, k) => `${opType}_${id}_out${k}`) : outputs
+    const outputNames = typeof outputs === 'number' ? Array.from({ length: outputs }, (_, k) => `${this.prefix}${opType}_${id}_out${k}`) : outputs
     this.nodes.push(
       create(NodeProtoSchema, {
-        name: `${opType}_${id}`,
+        name: `${this.prefix}${opType}_${id}`,
         opType,
         input: inputs,
         output: outputNames,

@@ -1,6 +1,6 @@
 import { TensorProto_DataType } from 'onnx-buf'
 import { bytesOf, GraphBuilder } from './onnx-graph-builder.js'
-import { attention, attentionBias, declareDecoderInterface, tiedHead } from './onnx-decoder-parts.js'
+import { attention, attentionBias, declareDecoderInterface, MASKED_SCORE, tiedHead, type DecoderGraphOptions } from './onnx-decoder-parts.js'
 import { rotaryTables } from './rotary.js'
 import { weight, type ModelWeights, type WeightTensor } from './weights.js'
 
@@ -33,12 +33,12 @@ function rmsNorm(g: GraphBuilder, x: string, gain: string, eps: number): string 
   return g.op1('Mul', [g.op1('Div', [x, rms]), gain])
 }
 
-/** Llama decoder graph (see DESIGN.md, "Model layout") from the given weights. */
-export function buildLlamaGraph(weights: ModelWeights): GraphBuilder {
+/** Llama decoder graph in the Hugging Face optimum export layout (README, "Models") from the given weights. */
+export function buildLlamaGraph(weights: ModelWeights, opts: DecoderGraphOptions = {}): GraphBuilder {
   const d = weights.dims
-  const g = new GraphBuilder()
-  const inputs = declareDecoderInterface(g, d)
-  const bias = attentionBias(g, inputs)
+  const g = new GraphBuilder(opts.prefix)
+  const inputs = declareDecoderInterface(g, d, opts.withPast ?? true)
+  const bias = attentionBias(g, inputs, opts.maskedScore ?? MASKED_SCORE)
   const tensor = (name: string): string => g.floatInitializer(name, weight(weights, name).dims, weight(weights, name).data)
   const fused = (name: string, parts: string[]): string => {
     const f = fusedColumns(parts.map((p) => weight(weights, p)))

@@ -6,7 +6,7 @@
  * holds back any tail that could still become a stop sequence while streaming.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import type { TokenEvent } from '../../engine/protocol.js'
+import type { PromptToken, TokenEvent } from '../../engine/protocol.js'
 import { StopMatcher } from '../../engine/sampling/stop-sequences.js'
 import type { PreparedRequest } from '../generation-service.js'
 import { finishReason } from './generate-request.js'
@@ -18,6 +18,8 @@ export interface ChoiceResult {
   text: string
   finishReason: 'stop' | 'length'
   tokens: Token[]
+  /** The scored prompt tokens, when the request asked for prompt logprobs. */
+  prompt?: PromptToken[]
 }
 
 /** One streamed step of one choice: new final text (maybe ''), its token, and the finish on the last one. */
@@ -26,6 +28,8 @@ export interface ChoicePiece {
   text: string
   token: Token
   finishReason?: 'stop' | 'length'
+  /** On a choice's first piece, when the request asked for prompt logprobs. */
+  prompt?: PromptToken[]
 }
 
 export async function runChoices(
@@ -60,16 +64,18 @@ async function runOne(
   const matcher = new StopMatcher(prepared.params.stop, { includeStop: false })
   let text = ''
   let reason: 'stop' | 'length' = 'stop'
+  let prompt: PromptToken[] | undefined
   const result = await app.generation.run(prepared, signal, request.log, (e) => {
+    prompt ??= e.prompt
     let piece = matcher.push(e.token.text).emit
     if (e.finish) {
       piece += matcher.flush()
       reason = finishReason(e.finish.reason)
     }
     text += piece
-    onPiece?.({ index, text: piece, token: e.token, ...(e.finish ? { finishReason: reason } : {}) })
+    onPiece?.({ index, text: piece, token: e.token, ...(e.finish ? { finishReason: reason } : {}), ...(e.prompt ? { prompt: e.prompt } : {}) })
   })
-  return { index, text, finishReason: reason, tokens: result.tokens }
+  return { index, text, finishReason: reason, tokens: result.tokens, ...(prompt ? { prompt } : {}) }
 }
 
 /** OpenAI's token accounting of one answer: the prompt counted once, every choice's tokens summed. */

@@ -39,6 +39,14 @@ export function toGenerateBody(app: FastifyInstance, body: SamplingBody, inputs:
   return { inputs, parameters }
 }
 
+/** What log probabilities a request asks for; null for none. */
+export interface LogprobRequest {
+  /** Alternatives per token (OpenAI's top logprobs), 0 for the chosen token's alone. */
+  top: number
+  /** Score the prompt's tokens too (completions' echo). */
+  prompt: boolean
+}
+
 /**
  * Prepares the request once and derives the n choices from it. The caller's
  * identity reaches the generation service here, and only here, for every /v1 route.
@@ -48,11 +56,15 @@ export async function prepareChoices(
   request: FastifyRequest,
   body: GenerateBodyT,
   n: number,
-  wantLogprobs: boolean,
+  logprobs: LogprobRequest | null,
 ): Promise<PreparedRequest[]> {
   const first = await app.generation.prepare(body, request.principal)
   // A logprob costs a log-sum-exp over the vocabulary per token: only when asked for.
-  first.params.logprobs = wantLogprobs
+  first.params.logprobs = logprobs !== null
+  if (logprobs !== null) {
+    first.params.topLogprobs = logprobs.top
+    first.params.promptLogprobs = logprobs.prompt
+  }
   return Array.from({ length: n }, (_, i) =>
     i === 0 ? first : { ...first, params: { ...first.params, seed: (first.params.seed + i) % Number.MAX_SAFE_INTEGER } },
   )

@@ -29,12 +29,6 @@ export function checkCompletionFields(body: CompletionBodyT): void {
   if (body.suffix != null && body.suffix !== '') {
     throw new OpenAIRequestError('suffix (insertion) is not supported: send an empty string or leave it out', 'suffix')
   }
-  if (Array.isArray(body.prompt) && body.prompt.length > 1) {
-    throw new OpenAIRequestError(`prompt holds ${body.prompt.length} strings; prefixd takes one prompt per request (send one request per prompt)`, 'prompt')
-  }
-  if (body.echo === true && body.logprobs != null) {
-    throw new OpenAIRequestError('echo with logprobs is not supported: prompt tokens are not scored', 'echo')
-  }
 }
 
 export function checkChatFields(body: ChatBodyT): void {

@@ -6,9 +6,10 @@
  * cancels its request, and the engine frees its slot at the next step.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { publicError } from '../error-handler.js'
 import { errorResponses } from '../schemas/common.js'
-import { GenerateBody } from '../schemas/generate.js'
+import { GenerateBody, type GenerateBodyT } from '../schemas/generate.js'
 import { clientGone } from '../client-gone.js'
 import { sendEvent, startEventStream } from '../sse.js'
 
@@ -22,40 +23,43 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { ...errorResponses },
       },
     },
-    async (request, reply) => {
-      const service = app.generation
-      const prepared = await service.prepare(request.body, request.principal)
-      const prefixIds = prepared.prefixes.map((p) => p.id)
-      reply.hijack()
-      const raw = reply.raw
-      startEventStream(raw, { 'x-prefix-id': prefixIds.join(','), 'x-prompt-tokens': String(prepared.promptIds.length) })
-      let index = 0
-      try {
-        await service.run(prepared, clientGone(raw), request.log, (e) => {
-          index++
-          const last = e.finish
-          sendEvent(raw, {
-            index,
-            token: e.token,
-            generated_text: last ? (prepared.returnFullText ? request.body.inputs : '') + last.generatedText : null,
-            details: last
-              ? {
-                  finish_reason: last.reason,
-                  generated_tokens: index,
-                  seed: prepared.params.doSample ? prepared.params.seed : null,
-                  prefix_id: prefixIds.length > 0 ? prefixIds : null,
-                }
-              : null,
-          })
-        })
-      } catch (err) {
-        const e = err as { code?: string; statusCode?: number; message?: string }
-        if (e.code !== 'PREFIXD_CANCELLED') {
-          const shown = publicError(e, request.log)
-          sendEvent(raw, { error: shown.message, error_type: shown.errorType })
-        }
-      }
-      raw.end()
-    },
+    async (request, reply) => streamGenerate(app, request, reply, request.body),
   )
+}
+
+/** TGI's event stream for one request. Shared with POST /, which streams the same when the body says `stream: true`. */
+export async function streamGenerate(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, body: GenerateBodyT): Promise<void> {
+  const service = app.generation
+  const prepared = await service.prepare(body, request.principal)
+  const prefixIds = prepared.prefixes.map((p) => p.id)
+  reply.hijack()
+  const raw = reply.raw
+  startEventStream(raw, { 'x-prefix-id': prefixIds.join(','), 'x-prompt-tokens': String(prepared.promptIds.length) })
+  let index = 0
+  try {
+    await service.run(prepared, clientGone(raw), request.log, (e) => {
+      index++
+      const last = e.finish
+      sendEvent(raw, {
+        index,
+        token: e.token,
+        generated_text: last ? (prepared.returnFullText ? body.inputs : '') + last.generatedText : null,
+        details: last
+          ? {
+              finish_reason: last.reason,
+              generated_tokens: index,
+              seed: prepared.params.doSample ? prepared.params.seed : null,
+              prefix_id: prefixIds.length > 0 ? prefixIds : null,
+            }
+          : null,
+      })
+    })
+  } catch (err) {
+    const e = err as { code?: string; statusCode?: number; message?: string }
+    if (e.code !== 'PREFIXD_CANCELLED') {
+      const shown = publicError(e, request.log)
+      sendEvent(raw, { error: shown.message, error_type: shown.errorType })
+    }
+  }
+  raw.end()
 }

@@ -3,8 +3,9 @@
  * with `prefix_id` (or `adapter_id`) naming the prefix.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errorResponses } from '../schemas/common.js'
-import { GenerateBody, GenerateResponse } from '../schemas/generate.js'
+import { GenerateBody, GenerateResponse, type GenerateBodyT } from '../schemas/generate.js'
 import type { GenerationResult } from '../generation-service.js'
 import { clientGone } from '../client-gone.js'
 
@@ -23,6 +24,32 @@ function timingHeaders(prefixIds: string[], promptTokens: number, result: Genera
   }
 }
 
+/**
+ * One /generate answer: TGI's JSON object. Shared with POST /, which sends the
+ * same answer inside a one-element array.
+ */
+export async function answerGenerate(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, body: GenerateBodyT) {
+  const service = app.generation
+  const prepared = await service.prepare(body, request.principal)
+  // Without details no logprob is returned: don't pay for computing them.
+  if (!prepared.details) prepared.params.logprobs = false
+  const result = await service.run(prepared, clientGone(reply.raw), request.log)
+  const prefixIds = prepared.prefixes.map((p) => p.id)
+  void reply.headers(timingHeaders(prefixIds, prepared.promptIds.length, result))
+  const generated_text = (prepared.returnFullText ? body.inputs : '') + result.generatedText
+  if (!prepared.details) return { generated_text }
+  return {
+    generated_text,
+    details: {
+      finish_reason: result.finishReason,
+      generated_tokens: result.tokens.length,
+      seed: prepared.params.doSample ? prepared.params.seed : null,
+      prefix_id: prefixIds.length > 0 ? prefixIds : null,
+      tokens: result.tokens,
+    },
+  }
+}
+
 export const generateRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/generate',
@@ -33,26 +60,6 @@ export const generateRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: GenerateResponse, ...errorResponses },
       },
     },
-    async (request, reply) => {
-      const service = app.generation
-      const prepared = await service.prepare(request.body, request.principal)
-      // Without details no logprob is returned: don't pay for computing them.
-      if (!prepared.details) prepared.params.logprobs = false
-      const result = await service.run(prepared, clientGone(reply.raw), request.log)
-      const prefixIds = prepared.prefixes.map((p) => p.id)
-      void reply.headers(timingHeaders(prefixIds, prepared.promptIds.length, result))
-      const generated_text = (prepared.returnFullText ? request.body.inputs : '') + result.generatedText
-      if (!prepared.details) return { generated_text }
-      return {
-        generated_text,
-        details: {
-          finish_reason: result.finishReason,
-          generated_tokens: result.tokens.length,
-          seed: prepared.params.doSample ? prepared.params.seed : null,
-          prefix_id: prefixIds.length > 0 ? prefixIds : null,
-          tokens: result.tokens,
-        },
-      }
-    },
+    async (request, reply) => answerGenerate(app, request, reply, request.body),
   )
 }

@@ -44,7 +44,8 @@ export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = as
       const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? null
       const top = body.logprobs === true ? (body.top_logprobs ?? 0) : -1
       const generateBody = toGenerateBody(app, body, prompt, maxTokens)
-      const choices = await prepareChoices(app, request, generateBody, body.n ?? 1, top >= 0)
+      const logprobs = top >= 0 ? { top, prompt: false } : null
+      const choices = await prepareChoices(app, request, generateBody, body.n ?? 1, logprobs)
       const id = `chatcmpl-${randomUUID()}`
       const created = nowSeconds()
       const promptTokens = choices[0].promptIds.length
@@ -54,7 +55,7 @@ export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = as
           const chunk = (choice: object[], extra: object = {}) => ({ id, object: 'chat.completion.chunk', created, model: body.model, choices: choice, ...extra })
           choices.forEach((_, index) => send(chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }])))
           const results = await runChoices(app, request, choices, signal, (p) => {
-            const logprobs = top >= 0 ? chatLogprobs([p.token], top) : null
+            const logprobs = top >= 0 ? chatLogprobs([p.token]) : null
             if (p.text !== '' || logprobs !== null) send(chunk([{ index: p.index, delta: { content: p.text }, logprobs, finish_reason: null }]))
             if (p.finishReason) send(chunk([{ index: p.index, delta: {}, logprobs: null, finish_reason: p.finishReason }]))
           })
@@ -71,7 +72,7 @@ export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = as
         choices: results.map((r) => ({
           index: r.index,
           message: { role: 'assistant' as const, content: r.text },
-          logprobs: top >= 0 ? chatLogprobs(r.tokens, top) : null,
+          logprobs: top >= 0 ? chatLogprobs(r.tokens) : null,
           finish_reason: r.finishReason,
         })),
         usage: usage(promptTokens, results),

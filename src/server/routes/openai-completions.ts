@@ -29,25 +29,37 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
     async (request, reply) => {
       const body = request.body
       checkCompletionFields(body)
-      const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]
-      const generateBody = toGenerateBody(app, body, prompt, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS)
+      const prompts = typeof body.prompt === 'string' ? [body.prompt] : body.prompt
       const withLogprobs = body.logprobs != null
-      const choices = await prepareChoices(app, request, generateBody, body.n ?? 1, withLogprobs)
-      const echo = body.echo === true ? prompt : ''
+      const logprobs = withLogprobs ? { top: body.logprobs ?? 0, prompt: body.echo === true } : null
+      const n = body.n ?? 1
+      // As OpenAI numbers them: prompt i's choices are i·n ... i·n + n - 1.
+      const perPrompt = await Promise.all(
+        prompts.map((prompt) =>
+          prepareChoices(app, request, toGenerateBody(app, body, prompt, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS), n, logprobs),
+        ),
+      )
+      const choices = perPrompt.flat()
+      const echoOf = (index: number) => (body.echo === true ? prompts[Math.floor(index / n)] : '')
       const id = `cmpl-${randomUUID()}`
       const created = nowSeconds()
-      const promptTokens = choices[0].promptIds.length
+      const promptTokens = perPrompt.reduce((sum, c) => sum + c[0].promptIds.length, 0)
 
       if (body.stream === true) {
         return streamAnswer(request, reply, async (send, signal) => {
           const chunk = (choice: object[], extra: object = {}) => ({ id, object: 'text_completion', created, model: body.model, choices: choice, ...extra })
-          // Echo comes first, once per choice, as OpenAI sends it.
-          if (echo !== '') choices.forEach((_, index) => send(chunk([{ index, text: echo, logprobs: null, finish_reason: null }])))
-          const offsets = choices.map(() => echo.length)
+          // Echo comes first in each choice, once, with the prompt's logprobs when asked (they arrive with the first token).
+          const offsets = choices.map((_, index) => echoOf(index).length)
+          const started = new Set<number>()
           const results = await runChoices(app, request, choices, signal, (p) => {
-            const logprobs = withLogprobs ? completionLogprobs([p.token], offsets[p.index]) : null
+            if (!started.has(p.index)) {
+              started.add(p.index)
+              const echo = echoOf(p.index)
+              if (echo !== '') send(chunk([{ index: p.index, text: echo, logprobs: p.prompt ? completionLogprobs([], 0, p.prompt) : null, finish_reason: null }]))
+            }
+            const lp = withLogprobs ? completionLogprobs([p.token], offsets[p.index]) : null
             offsets[p.index] += p.token.text.length
-            send(chunk([{ index: p.index, text: p.text, logprobs, finish_reason: p.finishReason ?? null }]))
+            send(chunk([{ index: p.index, text: p.text, logprobs: lp, finish_reason: p.finishReason ?? null }]))
           })
           if (body.stream_options?.include_usage === true) send(chunk([], { usage: usage(promptTokens, results) }))
         })
@@ -61,8 +73,8 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
         model: body.model,
         choices: results.map((r) => ({
           index: r.index,
-          text: echo + r.text,
-          logprobs: withLogprobs ? completionLogprobs(r.tokens, echo.length) : null,
+          text: echoOf(r.index) + r.text,
+          logprobs: withLogprobs ? completionLogprobs(r.tokens, r.prompt ? 0 : echoOf(r.index).length, r.prompt) : null,
           finish_reason: r.finishReason,
         })),
         usage: usage(promptTokens, results),

@@ -42,11 +42,11 @@ const samplingFields = {
 export const CompletionBody = Type.Object(
   {
     ...samplingFields,
-    prompt: Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1 })], {
-      description: 'The prompt: a string, or an array holding exactly one string (batches of prompts are not supported).',
+    prompt: Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1, maxItems: 16 })], {
+      description: 'The prompt, or up to 16 prompts: n choices per prompt, prompt i giving choices i·n to i·n + n - 1.',
     }),
-    logprobs: opt(Type.Integer({ minimum: 0, maximum: 5, description: "Include each generated token's log probability; top_logprobs holds only the chosen token." })),
-    echo: opt(Type.Boolean({ description: 'Prepend the prompt to the returned text.' })),
+    logprobs: opt(Type.Integer({ minimum: 0, maximum: 5, description: "Include each token's log probability and, per token, the `logprobs` most likely tokens (plus the chosen one) in top_logprobs." })),
+    echo: opt(Type.Boolean({ description: "Prepend the prompt to the returned text; with logprobs, the prompt's tokens are scored too (the first one null)." })),
     best_of: opt(Type.Integer({ minimum: 1, description: 'Not implemented: only 1 (or equal to n) is accepted.' })),
     suffix: opt(Type.String({ description: 'Not implemented: only an empty string is accepted.' })),
   },
@@ -74,7 +74,7 @@ export const ChatBody = Type.Object(
     messages: Type.Array(ChatMessage, { minItems: 1, description: "The conversation, rendered with the model's chat_template." }),
     max_completion_tokens: opt(Type.Integer({ minimum: 1, description: 'Newer name of max_tokens; give at most one of them.' })),
     logprobs: opt(Type.Boolean({ description: "Include each generated token's log probability." })),
-    top_logprobs: opt(Type.Integer({ minimum: 0, maximum: 20, description: 'Above 0: top_logprobs holds only the chosen token (alternatives are not computed).' })),
+    top_logprobs: opt(Type.Integer({ minimum: 0, maximum: 20, description: "With logprobs: how many of the most likely tokens each token's top_logprobs lists." })),
     tools: opt(Type.Array(Type.Unknown(), { description: 'Not implemented: only an empty list is accepted.' })),
     tool_choice: opt(Type.Unknown({ description: 'Not implemented: only "none" or "auto" (with no tools) is accepted.' })),
     parallel_tool_calls: opt(Type.Boolean({ description: 'Accepted and ignored (no tools).' })),
@@ -87,7 +87,7 @@ export type ChatBodyT = Static<typeof ChatBody>
 export type ChatMessageT = Static<typeof ChatMessage>
 
 const Usage = Type.Object({
-  prompt_tokens: Type.Integer({ description: 'Tokens of the prompt (once, whatever n is); a prefix is not counted.' }),
+  prompt_tokens: Type.Integer({ description: 'Tokens of the prompts (each once, whatever n is); a prefix is not counted.' }),
   completion_tokens: Type.Integer({ description: 'Generated tokens over all choices.' }),
   total_tokens: Type.Integer(),
 })
@@ -97,11 +97,13 @@ const FinishReason = Type.Enum(['stop', 'length'], { description: '"stop": end o
 export const CompletionLogprobs = Type.Object(
   {
     tokens: Type.Array(Type.String()),
-    token_logprobs: Type.Array(Type.Number()),
-    top_logprobs: Type.Array(Type.Record(Type.String(), Type.Number()), { description: 'Per token, an object holding only the chosen token.' }),
+    token_logprobs: Type.Array(Type.Union([Type.Number(), Type.Null()]), { description: "null only for the prompt's first token (echo)." }),
+    top_logprobs: Type.Array(Type.Union([Type.Record(Type.String(), Type.Number()), Type.Null()]), {
+      description: 'Per token, the requested number of most likely tokens and the chosen one, text to logprob; null where token_logprobs is.',
+    }),
     text_offset: Type.Array(Type.Integer(), { description: "Where each token starts in the choice's text." }),
   },
-  { description: 'Log probabilities of the generated tokens (prompt tokens are not scored).' },
+  { description: "Log probabilities of the generated tokens (with echo, the prompt's first): the log-softmax of the model's raw logits." },
 )
 
 export const CompletionResponse = Type.Object({
@@ -128,7 +130,7 @@ export const ChatLogprobs = Type.Object({
       token: Type.String(),
       logprob: Type.Number(),
       bytes: Type.Array(Type.Integer(), { description: "The token text's UTF-8 bytes." }),
-      top_logprobs: Type.Array(TopLogprob, { description: 'Empty, or only the chosen token when top_logprobs > 0.' }),
+      top_logprobs: Type.Array(TopLogprob, { description: 'The top_logprobs most likely tokens at this position, most likely first.' }),
     }),
   ),
 })
