@@ -34,4 +34,17 @@ export interface ModelSpec {
   batchInvariant: boolean
   /** Graph rewrites applied at load (position_ids, float32_io, ...), in order. */
   graphRewrites: string[]
+  /**
+   * 'encoder-decoder' for BART/T5-style models (config.json is_encoder_decoder);
+   * absent means decoder-only. Prefixes made for one kind never fit the other.
+   */
+  architecture?: ModelArchitecture
+  /** Encoder-decoder models: the id every decoder sequence starts from. */
+  decoderStartTokenId?: number
+}
+
+export type ModelArchitecture = 'decoder-only' | 'encoder-decoder'
+
+export function architectureOf(spec: Pick<ModelSpec, 'architecture'>): ModelArchitecture {
+  return spec.architecture ?? 'decoder-only'
 }

@@ -5,110 +5,41 @@
  * finished, merge the new rows into the running batch, and emit the tokens. Runs inside the worker; everything model-specific sits behind the
  * ForwardRunner, so this loop is the same for every model.
  */
-import { flatError, flattenError, type FlatError } from '../domain/error-table.js'
 import { buildDecode, buildPrefill } from './batch/forward-feed.js'
 import { appendStep, compact, emptyKvState, prefillState, withRoom, type KvShape, type KvState } from './batch/kv-state.js'
 import { epochMs } from '../domain/clock.js'
 import type { ForwardResult } from './forward-runner.js'
 import type { Generation } from './generation.js'
-import type { LoopStats, TokenEvent } from './protocol.js'
-import { Scheduler, type SchedulerLimits } from './scheduler.js'
+import type { TokenEvent } from './protocol.js'
+import type { SchedulerLimits } from './scheduler.js'
+import { StepLoop, type EngineSink } from './step-loop.js'
 
 export interface Forward {
   run(feed: ReturnType<typeof buildDecode>): Promise<ForwardResult>
 }
 
-export interface EngineSink {
-  tokens(events: TokenEvent[], stats: LoopStats): void
-  failed(id: number, error: FlatError): void
-  /** The loop went idle: the last requests finished or left. */
-  idle(stats: LoopStats): void
-}
+export type { EngineSink } from './step-loop.js'
 
-export class EngineLoop {
-  private readonly scheduler: Scheduler<Generation>
+export class EngineLoop extends StepLoop {
   private state: KvState
-  /** Rows that left since the last pass: the batch must be re-packed. */
-  private membershipChanged = false
-  private looping: Promise<void> | null = null
-  private stopping = false
-  private steps = 0
-  private lastBatchSize = 0
 
   constructor(
     private readonly forward: Forward,
     private readonly shape: KvShape,
     private readonly vocabSize: number,
     limits: SchedulerLimits,
-    private readonly sink: EngineSink,
-    private readonly now: () => number = Date.now,
+    sink: EngineSink,
+    now: () => number = Date.now,
   ) {
-    this.scheduler = new Scheduler(limits)
+    super(limits, sink, now)
     this.state = emptyKvState(shape)
   }
 
   submit(gen: Generation): void {
-    if (!this.scheduler.enqueue(gen)) {
-      this.sink.failed(gen.id, flatError('PREFIXD_OVERLOADED', 'too many requests are waiting; retry later'))
-      return
-    }
-    this.kick()
+    this.enqueue(gen)
   }
 
-  cancel(id: number): void {
-    // Only a running request holds rows in the batch; a waiting one leaves no hole.
-    const wasRunning = this.scheduler.runningRequest(id) !== undefined
-    if (this.scheduler.remove(id) && wasRunning) this.membershipChanged = true
-  }
-
-  stats(): LoopStats {
-    return {
-      running: this.scheduler.runningCount,
-      waiting: this.scheduler.waitingCount,
-      batchSize: this.scheduler.idle ? 0 : this.lastBatchSize,
-      steps: this.steps,
-    }
-  }
-
-  /**
-   * Stops at the next step boundary: never inside a forward pass, since
-   * tearing the thread down while ONNX Runtime runs aborts the process.
-   */
-  stop(): Promise<void> {
-    this.stopping = true
-    return this.looping ?? Promise.resolve()
-  }
-
-  private kick(): void {
-    if (this.looping || this.stopping) return
-    this.looping = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.loop())
-  }
-
-  private async loop(): Promise<void> {
-    try {
-      while (!this.scheduler.idle && !this.stopping) {
-        await this.step()
-        // Let cancellations and new requests arrive between forward passes.
-        await new Promise<void>((resolve) => setImmediate(resolve))
-      }
-    } finally {
-      this.looping = null
-      this.sink.idle(this.stats())
-    }
-  }
-
-  private expireDeadlines(): void {
-    const now = this.now()
-    const expired = [...this.scheduler.waitingRequests(), ...this.scheduler.runningRequests()].filter(
-      (g) => g.params.deadline <= now,
-    )
-    for (const g of expired) {
-      this.cancel(g.id)
-      this.sink.failed(g.id, flatError('PREFIXD_DEADLINE_EXCEEDED', 'the request ran past its deadline'))
-    }
-  }
-
-  async step(): Promise<void> {
+  override async step(): Promise<void> {
     this.expireDeadlines()
     const plan = this.scheduler.nextStep()
     const events: TokenEvent[] = []
@@ -153,19 +84,6 @@ export class EngineLoop {
     // Prompts are left-padded, so every row's last prompt token is the last column.
     admitted.forEach((g, r) => events.push({ ...g.prefillStep(out.logits, r * feed.seqLen * this.vocabSize, feed.seqLen), admittedAt }))
     return prefillState(this.shape, feed, state.rowIds, state.nextPosition, out.stepKeys, out.stepValues)
-  }
-
-  /** A failed forward pass fails the requests in it, not the engine. */
-  private async runGuarded(rows: Generation[], run: () => Promise<ForwardResult>): Promise<ForwardResult | null> {
-    try {
-      return await run()
-    } catch (err) {
-      for (const g of rows) {
-        this.cancel(g.id)
-        this.sink.failed(g.id, flattenError(err))
-      }
-      return null
-    }
   }
 
   private retireFinished(events: TokenEvent[]): void {

@@ -32,6 +32,18 @@ export interface SessionOptions {
   intraOpThreads: number
 }
 
+/** ONNX Runtime options for every session the engine opens. */
+export function sessionOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: opts.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
+    graphOptimizationLevel: 'all',
+    // One forward pass at a time: parallelism comes from the batch, inside each op.
+    interOpNumThreads: 1,
+  }
+  if (opts.intraOpThreads > 0) options.intraOpNumThreads = opts.intraOpThreads
+  return options
+}
+
 export interface ModelSession {
   session: ort.InferenceSession
   /** What deriving the graph found and did (rewrites applied, operator types). */
@@ -40,13 +52,7 @@ export interface ModelSession {
 
 export async function createSession(modelDir: string, opts: SessionOptions): Promise<ModelSession> {
   const file = await findModelFile(modelDir)
-  const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: opts.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
-    graphOptimizationLevel: 'all',
-    // One forward pass at a time: parallelism comes from the batch, inside each op.
-    interOpNumThreads: 1,
-  }
-  if (opts.intraOpThreads > 0) options.intraOpNumThreads = opts.intraOpThreads
+  const options = sessionOptions(opts)
   let derivedModel: DerivedModel
   try {
     derivedModel = await deriveModel(file, MODEL_REWRITES)

@@ -9,10 +9,13 @@ import { flatError, flattenError } from '../domain/error-table.js'
 import type { AdapterContribution } from '../domain/adapter-contribution.js'
 import { buildPrefill } from './batch/forward-feed.js'
 import { probeBatchInvariance } from './batch-invariance-probe.js'
-import { EngineLoop } from './engine-loop.js'
+import { EngineLoop, type EngineSink } from './engine-loop.js'
 import { ForwardRunner } from './forward-runner.js'
 import { Generation } from './generation.js'
 import { loadModel } from './loaded-model.js'
+import { isEncoderDecoderFolder } from './seq2seq-spec.js'
+import { openSeq2seqEngine } from './seq2seq-engine.js'
+import type { ServingEngine } from './serving-engine.js'
 import { acceptedContributions } from './onnx-signature.js'
 import { PROTOCOL_VERSION, type EngineOptions, type FromWorker, type SubmitMessage, type ToWorker } from './protocol.js'
 
@@ -20,24 +23,37 @@ const port = parentPort!
 const send = (msg: FromWorker) => port.postMessage(msg)
 const opts = workerData as EngineOptions
 
-async function main(): Promise<void> {
+/** The decoder-only engine: one session, the KV-state step loop. */
+async function openDecoderEngine(sink: EngineSink): Promise<ServingEngine> {
   const model = await loadModel(opts.modelDir, opts)
   const { spec, tokenizer } = model
   const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim, valueHeadDim: spec.valueHeadDim }
   const runner = new ForwardRunner(model.session, model.signature, shape)
-  const adapters = new Map<string, AdapterContribution>()
   const eos = new Set(spec.eosTokenIds)
-  const loop = new EngineLoop(
-    runner,
-    shape,
-    spec.vocabSize,
-    opts,
-    {
-      tokens: (events, stats) => send({ v: PROTOCOL_VERSION, type: 'tokens', events, stats: { ...stats, prefixesCached: adapters.size } }),
-      failed: (id, error) => send({ v: PROTOCOL_VERSION, type: 'failed', id, error }),
-      idle: (stats) => send({ v: PROTOCOL_VERSION, type: 'stats', stats: { ...stats, prefixesCached: adapters.size } }),
+  const loop = new EngineLoop(runner, shape, spec.vocabSize, opts, sink)
+  return {
+    spec,
+    accepts: acceptedContributions(model.signature),
+    submit: (msg, adapters) => loop.submit(new Generation(msg.id, msg.promptIds, adapters, msg.params, spec.vocabSize, eos, tokenizer)),
+    cancel: (id) => loop.cancel(id),
+    stop: () => loop.stop(),
+    warmUp: async () => {
+      await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], adapters: [] }]).feed)
+      const probeTokens = [spec.bosTokenId ?? 0, 3, 4, 5, 6, 7, 8].map((id) => id % spec.vocabSize)
+      return { ...spec, batchInvariant: await probeBatchInvariance(runner, shape, spec.vocabSize, probeTokens) }
     },
-  )
+  }
+}
+
+async function main(): Promise<void> {
+  const adapters = new Map<string, AdapterContribution>()
+  const sink: EngineSink = {
+    tokens: (events, stats) => send({ v: PROTOCOL_VERSION, type: 'tokens', events, stats: { ...stats, prefixesCached: adapters.size } }),
+    failed: (id, error) => send({ v: PROTOCOL_VERSION, type: 'failed', id, error }),
+    idle: (stats) => send({ v: PROTOCOL_VERSION, type: 'stats', stats: { ...stats, prefixesCached: adapters.size } }),
+  }
+  // An encoder-decoder folder (config.json is_encoder_decoder) gets its own runner and loop.
+  const engine = (await isEncoderDecoderFolder(opts.modelDir)) ? await openSeq2seqEngine(opts, sink) : await openDecoderEngine(sink)
 
   const submit = (msg: SubmitMessage) => {
     const resolved: AdapterContribution[] = []
@@ -50,7 +66,7 @@ async function main(): Promise<void> {
       resolved.push(p)
     }
     try {
-      loop.submit(new Generation(msg.id, msg.promptIds, resolved, msg.params, spec.vocabSize, eos, tokenizer))
+      engine.submit(msg, resolved)
     } catch (err) {
       // The sampler's own range checks: the HTTP layer validates first, so this is a guard.
       send({ v: PROTOCOL_VERSION, type: 'failed', id: msg.id, error: flatError('PREFIXD_VALIDATION', (err as Error).message) })
@@ -63,7 +79,7 @@ async function main(): Promise<void> {
       case 'submit':
         return submit(msg)
       case 'cancel':
-        return loop.cancel(msg.id)
+        return engine.cancel(msg.id)
       case 'putAdapter':
         adapters.set(msg.key, msg.adapter)
         return
@@ -72,16 +88,14 @@ async function main(): Promise<void> {
         return
       case 'shutdown':
         // Finish the forward pass in progress, then end the thread cleanly.
-        void loop.stop().then(() => process.exit(0))
+        void engine.stop().then(() => process.exit(0))
         return
     }
   })
   // Warm-up: the first run of a session allocates and plans; pay that before
   // the server says it is ready, not on a user's first request.
-  await runner.run(buildPrefill(shape, [{ id: 0, promptIds: [spec.bosTokenId ?? 0], adapters: [] }]).feed)
-  const probeTokens = [spec.bosTokenId ?? 0, 3, 4, 5, 6, 7, 8].map((id) => id % spec.vocabSize)
-  const batchInvariant = await probeBatchInvariance(runner, shape, spec.vocabSize, probeTokens)
-  send({ v: PROTOCOL_VERSION, type: 'ready', spec: { ...spec, batchInvariant }, accepts: acceptedContributions(model.signature) })
+  const spec = await engine.warmUp()
+  send({ v: PROTOCOL_VERSION, type: 'ready', spec, accepts: engine.accepts })
 }
 
 main().catch((err: unknown) => {

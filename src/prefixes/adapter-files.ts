@@ -6,6 +6,7 @@
  */
 import { InvalidPrefixError } from '../errors.js'
 import type { AdapterContribution } from '../domain/adapter-contribution.js'
+import type { ModelArchitecture } from '../domain/model-spec.js'
 import { looksLikePickle, parseAdapterConfigJson, PICKLE_REFUSAL } from './peft-adapter.js'
 import { parseSafetensors, type ParseOptions } from './safetensors.js'
 import type { AdapterKindName } from './adapter-kind.js'
@@ -19,14 +20,18 @@ export interface LoadedAdapter {
   dtype: string
   /** From a native file's metadata, when it has one. */
   modelFingerprint?: string
+  /** The kind of model it was trained for, when its files say (PEFT's task type). */
+  architecture?: ModelArchitecture
 }
 
 export function readPeftFiles(config: Uint8Array | string, weights: Uint8Array, opts: ParseOptions = {}): LoadedAdapter {
   if (looksLikePickle(weights)) throw new InvalidPrefixError(PICKLE_REFUSAL)
   const json = parseAdapterConfigJson(config)
   const kind = kindForPeftType(json.peft_type)
-  const { contribution, dtype } = kind.readPeft(json, parseSafetensors(weights, opts))
-  return { kind: kind.name, contribution, format: 'peft', dtype }
+  const { contribution, dtype, architecture } = kind.readPeft(json, parseSafetensors(weights, opts))
+  const loaded: LoadedAdapter = { kind: kind.name, contribution, format: 'peft', dtype }
+  if (architecture !== undefined) loaded.architecture = architecture
+  return loaded
 }
 
 export function readNativeFile(bytes: Uint8Array, opts: ParseOptions = {}): LoadedAdapter {

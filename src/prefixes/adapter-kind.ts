@@ -8,7 +8,7 @@
  * CLI, quotas, metrics, tenants — is the same for every kind; the kinds are
  * listed in one table (kinds.ts).
  */
-import type { ModelSpec } from '../domain/model-spec.js'
+import type { ModelArchitecture, ModelSpec } from '../domain/model-spec.js'
 import type { AdapterContribution, ContributionKind } from '../domain/adapter-contribution.js'
 import type { SafetensorsFile } from './safetensors.js'
 
@@ -25,6 +25,8 @@ export interface KindTensors {
   contribution: AdapterContribution
   /** The dtype the values came in (F32, F16, BF16); stored blobs are always F32. */
   dtype: string
+  /** The kind of model PEFT trained it for, when its config says (task type). */
+  architecture?: ModelArchitecture
 }
 
 /** The shape fields a record shows for an adapter; each kind fills the ones that describe it. */

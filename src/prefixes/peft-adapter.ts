@@ -16,7 +16,9 @@ import { open, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidPrefixError } from '../errors.js'
 import { decodeFloatTensor } from './dtype-convert.js'
+import type { ModelArchitecture } from '../domain/model-spec.js'
 import type { PrefixKV } from '../domain/prefix-kv.js'
+import { layerSlices } from './seq2seq-layer-mapping.js'
 import { parseSafetensors, type ParseOptions, type SafetensorsFile } from './safetensors.js'
 
 export const PEFT_CONFIG_FILE = 'adapter_config.json'
@@ -30,6 +32,8 @@ export interface PeftPrefixConfig {
   numKvHeads: number
   tokenDim: number
   headDim: number
+  /** Which kind of model PEFT trained it for: it decides the layer mapping. */
+  architecture: ModelArchitecture
 }
 
 function invalid(message: string): never {
@@ -69,11 +73,7 @@ export function parsePeftConfig(config: Uint8Array | string | unknown): PeftPref
   if (peftType.toUpperCase() !== 'PREFIX_TUNING') {
     invalid(`the adapter is peft_type "${peftType}"; only PREFIX_TUNING adapters are accepted`)
   }
-  // Encoder-decoder models get two submodules' worth of virtual tokens; prefixd serves decoders only.
-  const submodules = obj.num_transformer_submodules
-  if (submodules !== undefined && submodules !== null && submodules !== 1) {
-    invalid(`${PEFT_CONFIG_FILE}: "num_transformer_submodules" is ${JSON.stringify(submodules)}; only decoder-only (1) adapters are accepted`)
-  }
+  const architecture = adapterArchitecture(obj)
   const numVirtualTokens = positiveInteger(obj, 'num_virtual_tokens')
   const numLayers = positiveInteger(obj, 'num_layers')
   const numKvHeads = positiveInteger(obj, 'num_attention_heads')
@@ -81,7 +81,22 @@ export function parsePeftConfig(config: Uint8Array | string | unknown): PeftPref
   if (tokenDim % numKvHeads !== 0) {
     invalid(`${PEFT_CONFIG_FILE}: token_dim ${tokenDim} is not divisible by num_attention_heads ${numKvHeads}`)
   }
-  return { numVirtualTokens, numLayers, numKvHeads, tokenDim, headDim: tokenDim / numKvHeads }
+  return { numVirtualTokens, numLayers, numKvHeads, tokenDim, headDim: tokenDim / numKvHeads, architecture }
+}
+
+/**
+ * SEQ_2_SEQ_LM adapters (num_transformer_submodules 2) are for encoder-decoder
+ * models; everything else PEFT writes for prefix tuning has one submodule.
+ */
+function adapterArchitecture(obj: Record<string, unknown>): ModelArchitecture {
+  const submodules = obj.num_transformer_submodules ?? null
+  const seq2seq = typeof obj.task_type === 'string' && obj.task_type.toUpperCase() === 'SEQ_2_SEQ_LM'
+  if (seq2seq && (submodules === null || submodules === 2)) return 'encoder-decoder'
+  if (!seq2seq && (submodules === null || submodules === 1)) return 'decoder-only'
+  invalid(
+    `${PEFT_CONFIG_FILE}: "num_transformer_submodules" is ${JSON.stringify(submodules)} for task_type ${JSON.stringify(obj.task_type ?? null)}; ` +
+      'expected 1 (decoder-only) or 2 with SEQ_2_SEQ_LM (encoder-decoder)',
+  )
 }
 
 /** The weights file must hold exactly `prompt_embeddings` [P, num_layers * 2 * token_dim]; returns its dtype. */
@@ -108,8 +123,9 @@ function checkWeightsHeader(tensors: Map<string, { dtype: string; shape: number[
 }
 
 /**
- * Row t of prompt_embeddings viewed as [2L, H, D]: layer i's key at 2i, value at
- * 2i + 1. Output per layer is [H, P, D], the past_key_values layout.
+ * Row t of prompt_embeddings viewed as [2L, H, D]; which slices each layer
+ * takes depends on the architecture (seq2seq-layer-mapping.ts). Output per
+ * layer is [H, P, D], the past_key_values layout.
  */
 function splitIntoLayers(embeddings: Float32Array, cfg: PeftPrefixConfig): Pick<PrefixKV, 'keys' | 'values'> {
   const { numVirtualTokens: P, numLayers: L, numKvHeads: H, headDim: D } = cfg
@@ -128,8 +144,9 @@ function splitIntoLayers(embeddings: Float32Array, cfg: PeftPrefixConfig): Pick<
   const keys: Float32Array[] = []
   const values: Float32Array[] = []
   for (let i = 0; i < L; i++) {
-    keys.push(gather(2 * i))
-    values.push(gather(2 * i + 1))
+    const slices = layerSlices(i, L, cfg.architecture)
+    keys.push(gather(slices.key))
+    values.push(gather(slices.value))
   }
   return { keys, values }
 }

@@ -22,8 +22,10 @@ export const prefixKind: AdapterKind = {
   contributes: 'past_kv',
 
   readPeft(config, weights) {
-    const { prefix, dtype } = readPeftPrefixFile(parsePeftConfig(config), weights)
-    return { contribution: { kind: 'past_kv', prefix }, dtype }
+    const cfg = parsePeftConfig(config)
+    const { prefix, dtype } = readPeftPrefixFile(cfg, weights)
+    // SEQ_2_SEQ_LM prefixes are the same kind with PEFT's encoder-decoder layer mapping (seq2seq-layer-mapping.ts).
+    return { contribution: { kind: 'past_kv', prefix }, dtype, architecture: cfg.architecture }
   },
 
   readNative(file) {

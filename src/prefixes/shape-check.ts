@@ -7,7 +7,7 @@
  * models, so a prefix's head count is compared with spec.numKvHeads, never
  * with the query heads.
  */
-import type { ModelSpec } from '../domain/model-spec.js'
+import type { ModelArchitecture, ModelSpec } from '../domain/model-spec.js'
 import { PrefixShapeMismatchError } from '../errors.js'
 
 /** What a shape check needs; a PrefixKV, a PEFT config or a native header all provide it. */
@@ -54,6 +54,18 @@ export function assertPrefixFitsModel(prefix: PrefixShape, spec: ModelShape, pre
   const mismatches = prefixShapeMismatches(prefix, spec)
   if (mismatches.length > 0) {
     throw new PrefixShapeMismatchError(`${subject(prefixId)} has ${mismatches.join('; ')}`)
+  }
+}
+
+/**
+ * A prefix trained for a decoder-only model never fits an encoder-decoder one,
+ * or the reverse, even when layers, heads and head size agree: PEFT maps
+ * layers differently and the prefix sits in a different attention.
+ */
+export function assertArchitectureFits(prefix: ModelArchitecture, model: ModelArchitecture, prefixId?: string): void {
+  if (prefix !== model) {
+    const article = prefix === 'encoder-decoder' ? 'an' : 'a'
+    throw new PrefixShapeMismatchError(`${subject(prefixId)} was trained for ${article} ${prefix} model; this server's model is ${model}`)
   }
 }
 

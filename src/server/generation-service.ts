@@ -15,6 +15,7 @@ import { epochMs } from '../domain/clock.js'
 import type { Principal } from '../auth/api-keys.js'
 import type { ResolvedPrefix } from '../prefixes/store/prefix-record.js'
 import type { GenerateBodyT } from './schemas/generate.js'
+import { positionBudgetProblem } from './position-budget.js'
 
 export interface PrefixResolver {
   /** The prefix as this caller may use it; another tenant's private prefix is "not found". */
@@ -104,13 +105,8 @@ export class GenerationService {
     const promptIds = this.tokenizer.encode(body.inputs)
     const maxNewTokens = p.max_new_tokens ?? config.DEFAULT_MAX_NEW_TOKENS
     const prefixLen = prefixes.reduce((n, x) => n + x.numVirtualTokens, 0)
-    const limit = this.engine.spec.maxPositions
-    if (prefixLen + promptIds.length + maxNewTokens > limit) {
-      throw new PromptTooLongError(
-        `prefix (${prefixLen}) + prompt (${promptIds.length} tokens) + max_new_tokens (${maxNewTokens}) = ` +
-          `${prefixLen + promptIds.length + maxNewTokens} exceeds the model's ${limit} positions`,
-      )
-    }
+    const overflow = positionBudgetProblem(this.engine.spec, prefixLen, promptIds.length, maxNewTokens)
+    if (overflow !== null) throw new PromptTooLongError(overflow)
     // As TGI: any active warper turns sampling on, whatever do_sample says.
     const warpers = (p.temperature != null && p.temperature !== 1) || p.top_k != null || (p.top_p != null && p.top_p < 1)
     const sampling = normalizeSamplingParams({

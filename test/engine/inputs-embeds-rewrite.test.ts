@@ -13,19 +13,21 @@ import { create, fromBinary } from '@bufbuild/protobuf'
 import * as ort from 'onnxruntime-node'
 import { ModelProtoSchema, NodeProtoSchema, TensorProto_DataType, type ModelProto } from 'onnx-buf'
 import t from 'tap'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { deriveModel } from '../../src/engine/graph/derive-model.js'
 import { findTokenEmbedding, inputsEmbedsRewrite } from '../../src/engine/graph/inputs-embeds-rewrite.js'
+import { float32Io } from '../../src/engine/graph/float32-io.js'
 import { readModelProto } from '../../src/engine/graph/model-proto.js'
 import { MODEL_REWRITES } from '../../src/engine/graph/rewrites.js'
 import { readModelSpec } from '../../src/engine/model-config.js'
 import type { ModelSpec } from '../../src/domain/model-spec.js'
 import { findModelFile } from '../../src/engine/onnx-session.js'
 import { mulberry32 } from '../../src/models/generate/prng.js'
-import { storiesModelDir } from '../helpers/shared-data.js'
+import { halfToFloat } from '../../src/prefixes/dtype-convert.js'
+import { sharedDir, storiesModelDir } from '../helpers/shared-data.js'
 import { generatedModel } from '../helpers/tiny-model.js'
 
-const zoo = (family: string) => fileURLToPath(new URL(`../fixtures/zoo/${family}/model/`, import.meta.url))
+const zoo = (family: string) => join(sharedDir, 'zoo', family, 'model')
 const MODELS = [
   { name: 'stories260K (llama)', dir: storiesModelDir },
   { name: 'generated llama', dir: await generatedModel('llama') },
@@ -84,7 +86,7 @@ for (const { name, dir } of MODELS) {
     const file = await findModelFile(dir)
     const spec = await readModelSpec(dir)
     const derived = await deriveModel(file, [inputsEmbedsRewrite])
-    t.same(derived.applied, ['inputs-embeds'], 'the lookup was found and the input derived')
+    t.same(derived.applied, ['inputs_embeds'], 'the lookup was found and the input derived')
     const bytes = derived.source as Uint8Array
     t.notOk(inputsEmbedsRewrite.needed(fromBinary(ModelProtoSchema, bytes)), 'a derived graph needs it no more: applied once')
 
@@ -131,4 +133,32 @@ t.test('a lookup it cannot take apart is left alone: the model then serves prefi
   gather.input[0] = 'table-copy-out'
   t.equal(findTokenEmbedding(graph), null)
   t.notOk(inputsEmbedsRewrite.needed(model))
+})
+
+t.test('a float16 model: inputs_embeds in float32 at the boundary, a token\'s own row still gives its outputs bit for bit', async (t) => {
+  const dir = await generatedModel('llama', 'tiny', { dtype: 'float16' })
+  const file = await findModelFile(dir)
+  const spec = await readModelSpec(dir)
+  const proto = await readModelProto(file)
+  const found = findTokenEmbedding(proto.graph!)!
+  t.equal(found.elemType, TensorProto_DataType.FLOAT16, 'the lookup is found in the table\'s own precision')
+  const derived = await deriveModel(file, MODEL_REWRITES)
+  t.ok(derived.applied.includes(inputsEmbedsRewrite.name) && derived.applied.includes(float32Io.name), derived.applied.join(', '))
+  const session = await ort.InferenceSession.create(derived.source as Uint8Array, OPTIONS)
+  t.teardown(() => session.release())
+  const meta = (session as unknown as { inputMetadata: Array<{ name: string; type?: string }> }).inputMetadata
+  t.equal(meta.find((m) => m.name === 'inputs_embeds')?.type, 'float32', 'the engine feeds float32')
+
+  const hidden = spec.hiddenSize
+  const tableRaw = proto.graph!.initializer.find((i) => i.name === found.gather.input[0])!.rawData
+  const halves = new Uint16Array(tableRaw.buffer.slice(tableRaw.byteOffset, tableRaw.byteOffset + tableRaw.byteLength))
+  const row = (id: number) => Float32Array.from(halves.subarray(id * hidden, (id + 1) * hidden), halfToFloat)
+  const batch: Batch = { ids: [[5, 9, 12], [7, 3, 30]], pastLen: 2 }
+  const neutral = { inputs_embeds: new ort.Tensor('float32', new Float32Array(hidden), [1, 1, hidden]) }
+  const want = await session.run(feedsFor(session, spec, batch, 3, neutral))
+  const marked: Batch = { ...batch, ids: batch.ids.map((r, i) => r.map((id, j) => (i === j ? -1 : id))) }
+  const embeds = new Float32Array(2 * 3 * hidden)
+  batch.ids.forEach((r, i) => r.forEach((id, j) => embeds.set(row(id), (i * 3 + j) * hidden)))
+  const got = await session.run(feedsFor(session, spec, marked, 3, { inputs_embeds: new ort.Tensor('float32', embeds, [2, 3, hidden]) }))
+  for (const out of session.outputNames) t.ok(bitsEqual(got[out], want[out]), `${out} bit for bit`)
 })

@@ -83,4 +83,6 @@ t.test('one batch mixing every kind: each row gets exactly what it gets alone, a
 t.test('batched equals alone: random mixes of every kind, composed and staggered', async (t) => {
   const report = await assertBatchingProperty({ name: 'stories260K, every kind', engine, prefixes: adapters }, {}, { numRuns: 10, seed: 1616 })
   t.ok(report.requests >= 20, `${report.requests} requests, ${report.tokens} tokens compared`)
+  const sampled = await assertBatchingProperty({ name: 'stories260K, every kind, sampled', engine, prefixes: adapters }, { sampling: true }, { numRuns: 6, seed: 1617 })
+  t.ok(sampled.requests >= 12, `sampled and greedy: ${sampled.requests} requests, ${sampled.tokens} tokens compared`)
 })

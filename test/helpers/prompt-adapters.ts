@@ -3,13 +3,12 @@
  * (PROMPT_TUNING pt-cat-luna, P_TUNING ptune-king-leo) with PEFT's own greedy
  * outputs, read through the same folder loader the server uses.
  */
-import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import type { AdapterContribution } from '../../src/domain/adapter-contribution.js'
 import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
-import { readExpected, type ExpectedFile } from './shared-data.js'
+import { readExpected, sharedDir, type ExpectedFile } from './shared-data.js'
 
-export const promptAdaptersDir = fileURLToPath(new URL('../fixtures/adapters/stories260K/', import.meta.url))
+export const promptAdaptersDir = join(sharedDir, 'adapters', 'stories260K')
 export const PROMPT_ADAPTERS = ['pt-cat-luna', 'ptune-king-leo'] as const
 
 export async function loadPromptAdapter(name: string): Promise<{ contribution: AdapterContribution; kind: string; expected: ExpectedFile }> {

@@ -78,7 +78,7 @@ export async function checkFloatFamily(t: Test, family: string, facts: FamilyFac
   const expected = expectedOf(family)
   const app = await serve(t, family)
   const about = await info(app)
-  // Other rewrites (inputs-embeds, for prompt adapters) may apply too; positions are this family's own need.
+  // Other rewrites (inputs_embeds, for prompt adapters) may apply too; positions are this family's own need.
   const rewrites = about.graph_rewrites as string[]
   t.equal(rewrites.includes('position_ids'), facts.positions, `position_ids derived: ${facts.positions}`)
   t.equal(about.num_key_value_heads, facts.kvHeads)

@@ -2,7 +2,7 @@
  * Prompt tuning and P-tuning through HTTP on the real stories260K model: PEFT's
  * files uploaded as `save_pretrained` writes them (or seeded from a folder)
  * generate PEFT's own tokens on the TGI route and PEFT's text on the OpenAI
- * route; a prompt-tuning adapter composes with a prefix; the stored file round
+ * route (with the completion's leading space, as vLLM and TGI give it); a prompt-tuning adapter composes with a prefix; the stored file round
  * trips; and every file the server cannot serve is refused with a 4xx that
  * names the problem, leaving nothing behind.
  */
@@ -14,6 +14,7 @@ import OpenAI from 'openai'
 import { encodeF32 } from '../../src/prefixes/dtype-convert.js'
 import { serializeSafetensors } from '../../src/prefixes/safetensors.js'
 import { startApp, type GenerateReply } from '../helpers/app.js'
+import { completionTexts } from '../helpers/completion-text.js'
 import { PICKLE_BYTES } from '../helpers/prefix-fixtures.js'
 import { promptAdaptersDir } from '../helpers/prompt-adapters.js'
 import { peftFolderFiles, upload, type UploadFiles } from '../helpers/prefix-upload.js'
@@ -23,6 +24,8 @@ const catDir = join(promptAdaptersDir, 'pt-cat-luna')
 const leoDir = join(promptAdaptersDir, 'ptune-king-leo')
 const cat = readExpected(join(catDir, 'expected.json'))
 const leo = readExpected(join(leoDir, 'expected.json'))
+/** decode(prompt + generated) - decode(prompt): the completion text with its leading space. */
+const completion = await completionTexts(storiesModelDir)
 
 const prefixDir = mkdtempSync(join(tmpdir(), 'prefixd-prompt-http-'))
 t.teardown(() => rmSync(prefixDir, { recursive: true, force: true }))
@@ -73,12 +76,12 @@ t.test('P_TUNING seeded from PREFIX_DIR: kind p_tuning, PEFT ids', async (t) => 
 t.test('OpenAI completions: the adapter as the model gives PEFT text, streamed or not', async (t) => {
   for (const [model, c] of [['cat', cat.cases[1]], ['seeded-leo', leo.cases[2]]] as const) {
     const r = await client.completions.create({ model, prompt: c.prompt, max_tokens: c.generated_ids.length, temperature: 0 })
-    t.equal(r.choices[0].text, c.generated_text, `${model}: "${c.prompt}"`)
+    t.equal(r.choices[0].text, completion(c), `${model}: "${c.prompt}"`)
     t.equal(r.usage?.completion_tokens, c.generated_ids.length)
     const stream = await client.completions.create({ model, prompt: c.prompt, max_tokens: c.generated_ids.length, temperature: 0, stream: true })
     let text = ''
     for await (const chunk of stream) text += chunk.choices[0]?.text ?? ''
-    t.equal(text, c.generated_text, `${model} streamed`)
+    t.equal(text, completion(c), `${model} streamed`)
   }
 })
 

@@ -8,7 +8,11 @@
  * Gather whose data is a 2-D initializer and whose indices are `input_ids`
  * (directly or through Reshape / Cast / Identity / Squeeze / Unsqueeze, as
  * GPT-2's export reshapes them first). For a dynamically quantized table the
- * lookup's float value is the DequantizeLinear after the Gather.
+ * lookup's float value is the DequantizeLinear after the Gather. A float16 or
+ * bfloat16 table gives an input of that type, which float32_io (run after
+ * this rewrite) widens to float32 at the boundary like the engine's other
+ * floats: a virtual token is rounded to the model's precision once, as PEFT's
+ * cast to the model's dtype does.
  *
  * The rewrite:
  *   virtual = Unsqueeze(Less(ids, 0), -1)        a slot marked with id -1
@@ -38,6 +42,8 @@ export const INPUTS_EMBEDS = 'inputs_embeds'
 /** Ops that carry token ids through unchanged in value (only their shape may change). */
 const ID_PRESERVING = new Set(['Reshape', 'Cast', 'Identity', 'Squeeze', 'Unsqueeze', 'Flatten'])
 const QUANTIZED = new Set([TensorProto_DataType.INT8, TensorProto_DataType.UINT8])
+/** Tables whose lookup is already the embedding, in the table's own precision. */
+const FLOAT_TABLES = new Set([TensorProto_DataType.FLOAT, TensorProto_DataType.FLOAT16, TensorProto_DataType.BFLOAT16])
 /** Where the Unsqueeze axes moved from an attribute to an input. */
 const UNSQUEEZE_AXES_AS_INPUT = 13
 
@@ -46,6 +52,8 @@ export interface TokenEmbedding {
   /** The node whose output is the float embedding (the Gather, or its DequantizeLinear). */
   valueNode: NodeProto
   hiddenSize: number
+  /** The embedding's element type, which inputs_embeds takes (a half-precision one is widened at the boundary by float32_io). */
+  elemType: TensorProto_DataType
 }
 
 /** Every tensor holding the token ids' values: input_ids and what id-preserving ops make of it. */
@@ -74,12 +82,12 @@ export function findTokenEmbedding(graph: GraphProto): TokenEmbedding | null {
   const gather = lookups[0]
   const table = initializerNamed(graph, gather.input[0])!
   const hiddenSize = Number(table.dims[1])
-  if (table.dataType === TensorProto_DataType.FLOAT) return { gather, valueNode: gather, hiddenSize }
+  if (FLOAT_TABLES.has(table.dataType)) return { gather, valueNode: gather, hiddenSize, elemType: table.dataType }
   if (!QUANTIZED.has(table.dataType)) return null
   const readers = consumersOf(graph, gather.output[0])
   if (readers.length !== 1 || readers[0].opType !== 'DequantizeLinear') return null
   const scale = initializerNamed(graph, readers[0].input[1])
-  return scale?.dataType === TensorProto_DataType.FLOAT ? { gather, valueNode: readers[0], hiddenSize } : null
+  return scale?.dataType === TensorProto_DataType.FLOAT ? { gather, valueNode: readers[0], hiddenSize, elemType: TensorProto_DataType.FLOAT } : null
 }
 
 function hasInput(graph: GraphProto, name: string): boolean {
@@ -87,7 +95,7 @@ function hasInput(graph: GraphProto, name: string): boolean {
 }
 
 export const inputsEmbedsRewrite: GraphRewrite = {
-  name: 'inputs-embeds',
+  name: 'inputs_embeds',
 
   needed(model) {
     const graph = model.graph
@@ -97,7 +105,7 @@ export const inputsEmbedsRewrite: GraphRewrite = {
 
   apply(model) {
     const graph = model.graph!
-    const { gather, valueNode, hiddenSize } = findTokenEmbedding(graph)!
+    const { gather, valueNode, hiddenSize, elemType } = findTokenEmbedding(graph)!
     const at = (what: string) => `/prefixd/inputs_embeds/${what}`
     const ids = gather.input[1]
     const zero = addInt64Constant(graph, at('zero'), [0], [])
@@ -114,6 +122,6 @@ export const inputsEmbedsRewrite: GraphRewrite = {
     const select = newNode('Where', at('Where'), [at('virtual_slot'), INPUTS_EMBEDS, looked], [at('embeddings')])
     insertAfter(graph, valueNode, [select])
     redirectConsumers(graph, looked, at('embeddings'), select)
-    addGraphInput(graph, INPUTS_EMBEDS, TensorProto_DataType.FLOAT, ['embeds_batch', 'embeds_sequence', hiddenSize])
+    addGraphInput(graph, INPUTS_EMBEDS, elemType, ['embeds_batch', 'embeds_sequence', hiddenSize])
   },
 }

@@ -27,7 +27,7 @@ function fusedColumns(parts: WeightTensor[]): { dims: number[]; bytes: () => Uin
 }
 
 /** HF LlamaRMSNorm as the PyTorch exporter writes it (a pattern ORT fuses into one kernel). */
-function rmsNorm(g: GraphBuilder, x: string, gain: string, eps: number): string {
+export function rmsNorm(g: GraphBuilder, x: string, gain: string, eps: number): string {
   const meanSquare = g.op1('ReduceMean', [g.op1('Pow', [x, g.constFloat([2])])], { axes: [-1], keepdims: 1 })
   const rms = g.op1('Sqrt', [g.op1('Add', [meanSquare, g.constFloat([eps])])])
   return g.op1('Mul', [g.op1('Div', [x, rms]), gain])

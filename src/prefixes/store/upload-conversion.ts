@@ -11,7 +11,8 @@ import { readNativeFile, readPeftFiles, type LoadedAdapter } from '../adapter-fi
 import { kindNamed } from '../adapter-kinds.js'
 import { NATIVE_FILE } from '../native-format.js'
 import { looksLikePickle, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, PICKLE_REFUSAL } from '../peft-adapter.js'
-import { assertVirtualTokensFit } from '../shape-check.js'
+import { assertArchitectureFits, assertVirtualTokensFit } from '../shape-check.js'
+import { architectureOf } from '../../domain/model-spec.js'
 import { sha256Hex } from './blob-files.js'
 import { modelFingerprint } from './model-fingerprint.js'
 
@@ -78,6 +79,7 @@ export function parseUpload(files: UploadedFile[], maxFileBytes: number): Loaded
 export function toStoredBlob(loaded: LoadedAdapter, model: ServedModel, id: string): StoredBlob {
   const kind = kindNamed(loaded.kind)
   const { spec } = model
+  if (loaded.architecture !== undefined) assertArchitectureFits(loaded.architecture, architectureOf(spec), id)
   kind.assertServable(loaded.contribution, model, id)
   assertVirtualTokensFit(contributionPositions(loaded.contribution), { maxVirtualTokens: spec.maxPositions - 1, maxPositions: spec.maxPositions }, id)
   const fingerprint = modelFingerprint(spec)

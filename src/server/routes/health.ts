@@ -6,6 +6,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import { ErrorBody } from '../schemas/common.js'
+import { architectureOf } from '../../domain/model-spec.js'
 import { probeRoute } from '../probe-route.js'
 import { PROTOCOL_VERSION } from '../../engine/protocol.js'
 
@@ -34,6 +35,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
           200: Type.Object({
             model_id: Type.String(),
             model_type: Type.String(),
+            architecture: Type.Union([Type.Literal('decoder-only'), Type.Literal('encoder-decoder')]),
             num_layers: Type.Integer(),
             num_attention_heads: Type.Integer(),
             num_key_value_heads: Type.Integer(),
@@ -65,6 +67,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return {
         model_id: app.modelId,
         model_type: spec.modelType,
+        architecture: architectureOf(spec),
         num_layers: spec.numLayers,
         num_attention_heads: spec.numAttentionHeads,
         num_key_value_heads: spec.numKvHeads,

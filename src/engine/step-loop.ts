@@ -1,0 +1,115 @@
+/**
+ * What every engine step loop shares, whatever the model's architecture: the
+ * scheduler and its budgets, starting and stopping the loop between forward
+ * passes, deadlines, cancellation, the stats, and the rule that a failed
+ * forward pass fails the requests in it, not the engine. Subclasses say what
+ * one step runs (EngineLoop: decoder-only; Seq2seqLoop: encoder-decoder).
+ */
+import { flatError, flattenError, type FlatError } from '../domain/error-table.js'
+import type { Generation } from './generation.js'
+import type { LoopStats, TokenEvent } from './protocol.js'
+import { Scheduler, type SchedulerLimits } from './scheduler.js'
+
+export interface EngineSink {
+  tokens(events: TokenEvent[], stats: LoopStats): void
+  failed(id: number, error: FlatError): void
+  /** The loop went idle: the last requests finished or left. */
+  idle(stats: LoopStats): void
+}
+
+export abstract class StepLoop {
+  protected readonly scheduler: Scheduler<Generation>
+  /** Rows that left since the last pass: the batch must be re-packed. */
+  protected membershipChanged = false
+  protected steps = 0
+  protected lastBatchSize = 0
+  private looping: Promise<void> | null = null
+  private stopping = false
+
+  constructor(
+    limits: SchedulerLimits,
+    protected readonly sink: EngineSink,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.scheduler = new Scheduler(limits)
+  }
+
+  /** One step: every running row moves one token, newly admitted rows start. */
+  abstract step(): Promise<void>
+
+  cancel(id: number): void {
+    // Only a running request holds rows in the batch; a waiting one leaves no hole.
+    const wasRunning = this.scheduler.runningRequest(id) !== undefined
+    if (this.scheduler.remove(id) && wasRunning) this.membershipChanged = true
+  }
+
+  stats(): LoopStats {
+    return {
+      running: this.scheduler.runningCount,
+      waiting: this.scheduler.waitingCount,
+      batchSize: this.scheduler.idle ? 0 : this.lastBatchSize,
+      steps: this.steps,
+    }
+  }
+
+  /**
+   * Stops at the next step boundary: never inside a forward pass, since
+   * tearing the thread down while ONNX Runtime runs aborts the process.
+   */
+  stop(): Promise<void> {
+    this.stopping = true
+    return this.looping ?? Promise.resolve()
+  }
+
+  /** Queues a request and starts the loop; false (and the request failed as overloaded) when the queue is full. */
+  protected enqueue(gen: Generation): boolean {
+    if (!this.scheduler.enqueue(gen)) {
+      this.sink.failed(gen.id, flatError('PREFIXD_OVERLOADED', 'too many requests are waiting; retry later'))
+      return false
+    }
+    this.kick()
+    return true
+  }
+
+  private kick(): void {
+    if (this.looping || this.stopping) return
+    this.looping = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.loop())
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (!this.scheduler.idle && !this.stopping) {
+        await this.step()
+        // Let cancellations and new requests arrive between forward passes.
+        await new Promise<void>((resolve) => setImmediate(resolve))
+      }
+    } finally {
+      this.looping = null
+      this.sink.idle(this.stats())
+    }
+  }
+
+  protected expireDeadlines(): void {
+    const now = this.now()
+    const expired = [...this.scheduler.waitingRequests(), ...this.scheduler.runningRequests()].filter(
+      (g) => g.params.deadline <= now,
+    )
+    for (const g of expired) {
+      this.cancel(g.id)
+      this.sink.failed(g.id, flatError('PREFIXD_DEADLINE_EXCEEDED', 'the request ran past its deadline'))
+    }
+  }
+
+  /** A failed forward pass fails the requests in it, not the engine. */
+  protected async runGuarded<T>(rows: Generation[], run: () => Promise<T>): Promise<T | null> {
+    try {
+      return await run()
+    } catch (err) {
+      for (const g of rows) {
+        this.cancel(g.id)
+        this.sink.failed(g.id, flattenError(err))
+      }
+      return null
+    }
+  }
+}
