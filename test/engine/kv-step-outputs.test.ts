@@ -40,7 +40,7 @@ for (const arch of ['llama', 'gpt2'] as const) {
     const spec = await readModelSpec(modelDir)
     const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
     const derived = await deriveModel(file, [kvStepOutputs])
-    t.same(derived.applied, ['kv-step-outputs'], 'the rewrite applies to the generated model')
+    t.same(derived.applied, ['kv_step_outputs'], 'the rewrite applies to the generated model')
     t.type(derived.source, Uint8Array, 'the rewritten model is loaded from bytes')
     const plain = runnerFor(await ort.InferenceSession.create(file, options), spec, shape)
     const stepped = runnerFor(await ort.InferenceSession.create(derived.source as Uint8Array, options), spec, shape)

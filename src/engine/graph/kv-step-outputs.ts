@@ -78,7 +78,7 @@ function stepValueInfo(source: StepSource): ValueInfoProto {
 }
 
 export const kvStepOutputs: GraphRewrite = {
-  name: 'kv-step-outputs',
+  name: 'kv_step_outputs',
   needed: (model) => stepSources(model) !== null,
   apply(model) {
     const sources = stepSources(model)!
