@@ -72,7 +72,7 @@ export class EngineLoop extends StepLoop {
     const out = await this.runGuarded(rows, () => this.forward.run(feed))
     if (!out) return
     appendStep(this.shape, this.state, out.stepKeys, out.stepValues)
-    rows.forEach((g, r) => events.push(g.step(out.logits, r * this.vocabSize)))
+    rows.forEach((g, r) => this.sampleRow(g, () => g.step(out.logits, r * this.vocabSize), events))
   }
 
   /** The prefill pass of newly admitted rows; each samples its first token. */
@@ -82,7 +82,7 @@ export class EngineLoop extends StepLoop {
     const out = await this.runGuarded(admitted, () => this.forward.run(feed))
     if (!out) return null
     // Prompts are left-padded, so every row's last prompt token is the last column.
-    admitted.forEach((g, r) => events.push({ ...g.prefillStep(out.logits, r * feed.seqLen * this.vocabSize, feed.seqLen), admittedAt }))
+    admitted.forEach((g, r) => this.sampleRow(g, () => g.prefillStep(out.logits, r * feed.seqLen * this.vocabSize, feed.seqLen), events, admittedAt))
     return prefillState(this.shape, feed, state.rowIds, state.nextPosition, out.stepKeys, out.stepValues)
   }
 

@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js'
 import type { EngineClient } from '../engine/engine-client.js'
 import type { FinishReason, GenerationParams, TokenEvent } from '../engine/protocol.js'
 import { normalizeSamplingParams } from '../engine/sampling/sampling-params.js'
-import type { TextTokenizer } from '../engine/tokenizer.js'
+import type { PromptEncoder } from '../engine/prompt-encoder.js'
 import type { FastifyBaseLogger } from 'fastify'
 import { CancelledError, PromptTooLongError, ValidationError } from '../errors.js'
 import { errorTypeOf, type CodedError } from '../domain/error-table.js'
@@ -80,7 +80,7 @@ export class GenerationService {
   constructor(
     private readonly config: Config,
     private readonly engine: EngineClient,
-    private readonly tokenizer: TextTokenizer,
+    private readonly tokenizer: PromptEncoder,
     private readonly prefixes: PrefixResolver,
     private readonly report: (r: RequestReport) => void = () => {},
   ) {}
@@ -90,7 +90,8 @@ export class GenerationService {
     return this.running
   }
 
-  async prepare(body: GenerateBodyT, principal: Principal = OPEN_PRINCIPAL): Promise<PreparedRequest> {
+  /** `signal`: the client went away; checked after each awaited step, so no work is done for a gone client. */
+  async prepare(body: GenerateBodyT, principal: Principal = OPEN_PRINCIPAL, signal?: AbortSignal): Promise<PreparedRequest> {
     const arrivedAt = epochMs()
     const p: Params = body.parameters ?? {}
     const { config } = this
@@ -102,14 +103,17 @@ export class GenerationService {
       throw new ValidationError(`parameters.stop has ${stop.length} sequences; the limit is ${config.MAX_STOP_SEQUENCES}`)
     }
     const prefixes = await Promise.all(prefixIds(p).map((id) => this.prefixes.resolve(id, principal)))
-    const promptIds = this.tokenizer.encode(body.inputs)
+    if (signal?.aborted) throw new CancelledError('the client went away')
+    // Off the HTTP thread when long: a maximum-size prompt must not stall /health.
+    const promptIds = await this.tokenizer.encode(body.inputs)
+    if (signal?.aborted) throw new CancelledError('the client went away')
     const maxNewTokens = p.max_new_tokens ?? config.DEFAULT_MAX_NEW_TOKENS
     const prefixLen = prefixes.reduce((n, x) => n + x.numVirtualTokens, 0)
     const overflow = positionBudgetProblem(this.engine.spec, prefixLen, promptIds.length, maxNewTokens)
     if (overflow !== null) throw new PromptTooLongError(overflow)
     // As TGI: any active warper turns sampling on, whatever do_sample says.
     const warpers = (p.temperature != null && p.temperature !== 1) || p.top_k != null || (p.top_p != null && p.top_p < 1)
-    const sampling = normalizeSamplingParams({
+    const sampling = this.samplingParams({
       doSample: (p.do_sample ?? false) || warpers,
       temperature: p.temperature ?? undefined,
       topK: p.top_k ?? undefined,
@@ -130,6 +134,19 @@ export class GenerationService {
         deadline: Date.now() + config.REQUEST_TIMEOUT_MS,
         tenant: principal.tenant,
       },
+    }
+  }
+
+  /**
+   * The schema bounds every field first; the sampler's own range checks are a
+   * second guard, and what they refuse is the request's fault (422), never a 500.
+   */
+  private samplingParams(input: Parameters<typeof normalizeSamplingParams>[0]): ReturnType<typeof normalizeSamplingParams> {
+    try {
+      return normalizeSamplingParams(input)
+    } catch (err) {
+      if (err instanceof RangeError) throw new ValidationError(`parameters: ${err.message}`)
+      throw err
     }
   }
 
@@ -155,6 +172,11 @@ export class GenerationService {
         finishReason,
         timings,
       })
+    }
+    if (signal.aborted) {
+      // Gone while the request was prepared: nothing reaches the engine.
+      done('cancelled')
+      return Promise.reject(new CancelledError('the client went away'))
     }
     return new Promise((resolve, reject) => {
       const submitted = this.engine.submit(

@@ -45,6 +45,11 @@ export interface TokenSamplerOptions {
   topLogprobs?: number
 }
 
+/** The model's output row cannot be sampled: every logit is NaN, or one is +Infinity. */
+export class NonFiniteLogitsError extends Error {
+  override readonly name = 'NonFiniteLogitsError'
+}
+
 export class TokenSampler {
   readonly params: Readonly<SamplingParams>
   readonly vocabSize: number
@@ -137,7 +142,7 @@ export class TokenSampler {
       rawArgmax -= offset
     }
     if (!(rawMax > Number.NEGATIVE_INFINITY && rawMax < Number.POSITIVE_INFINITY)) {
-      throw new Error(`logits row at offset ${offset} has no finite maximum (${rawMax})`)
+      throw new NonFiniteLogitsError(`logits row at offset ${offset} has no finite maximum (${rawMax})`)
     }
 
     if (penalize) {

@@ -30,10 +30,11 @@ function timingHeaders(prefixIds: string[], promptTokens: number, result: Genera
  */
 export async function answerGenerate(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, body: GenerateBodyT) {
   const service = app.generation
-  const prepared = await service.prepare(body, request.principal)
+  const gone = clientGone(reply.raw)
+  const prepared = await service.prepare(body, request.principal, gone)
   // Without details no logprob is returned: don't pay for computing them.
   if (!prepared.details) prepared.params.logprobs = false
-  const result = await service.run(prepared, clientGone(reply.raw), request.log)
+  const result = await service.run(prepared, gone, request.log)
   const prefixIds = prepared.prefixes.map((p) => p.id)
   void reply.headers(timingHeaders(prefixIds, prepared.promptIds.length, result))
   const generated_text = (prepared.returnFullText ? body.inputs : '') + result.generatedText
