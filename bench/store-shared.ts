@@ -58,4 +58,4 @@ export function nativeUpload(shape: Shape, P: number, seed: number) {
   return [{ filename: 'prefix.safetensors', data: buildNativeFile({ ...shape, P, seed }).file }]
 }
 
-export const log = { warn: () => undefined, info: () => undefined, debug: () => undefined }
+export const log = { warn: () => undefined, info: () => undefined, debug: () => undefined, error: () => undefined }

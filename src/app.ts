@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs'
 import type { Config } from './config/schema.js'
 import { errorHandler, notFoundHandler } from './server/error-handler.js'
 import { strictAjv } from './server/strict-ajv.js'
+import { capConnections, timeoutOptions } from './server/connection-guard.js'
+import { frameworkErrors, MAX_PARAM_LENGTH } from './server/openai/framework-errors.js'
 import { enginePlugin } from './server/engine-plugin.js'
 import { metricsPlugin } from './server/metrics-plugin.js'
 import { addRequestLog } from './server/request-log.js'
@@ -57,9 +59,16 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
     pluginTimeout: 0,
     // On close, idle keep-alive sockets are closed instead of waited out.
     forceCloseConnections: 'idle',
+    // Every valid id routes (Fastify's default limit, 100, is below the longest id);
+    // what the router refuses is answered in the documented error shapes.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors,
+    // Read timeouts and keep-alive: a client that stalls mid-request is closed.
+    ...timeoutOptions(config),
     ajv: strictAjv,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  capConnections(app.server, config, app.log)
   app.decorate('config', config)
   app.decorate('prefixdVersion', pkg.version)
   app.decorate('readiness', new Readiness())
@@ -69,7 +78,7 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
   await app.register(openAPIPlugin, { version: pkg.version })
   addRequestLog(app, config.LOG_PROMPTS)
   refuseNewWorkWhileDraining(app)
-  await app.register(metricsPlugin, { prefixLabelLimit: config.PREFIX_LABEL_LIMIT })
+  await app.register(metricsPlugin, { prefixLabelLimit: config.PREFIX_LABEL_LIMIT, metricsPort: config.METRICS_PORT, host: config.HOST })
   await app.register(authPlugin, { apiKeys: config.API_KEYS, apiKeysFile: config.API_KEYS_FILE })
   await app.register(rateLimitPlugin, { perMinute: config.RATE_LIMIT_PER_MINUTE, redisUrl: config.REDIS_URL })
   await app.register(enginePlugin, { config, modelDir })

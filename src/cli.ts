@@ -26,7 +26,8 @@ async function main(argv: string[]): Promise<number> {
         await serve()
       } catch (err) {
         process.stderr.write(`prefixd: ${(err as Error).message}\n`)
-        return 1
+        // Whatever still holds the event loop (a half-started app), the start failed: exit now.
+        process.exit(1)
       }
       return -1 // keep running
     }

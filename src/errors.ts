@@ -30,4 +30,5 @@ export const ConfigError = errorClass('PREFIXD_CONFIG')
 export const PrefixExistsError = errorClass('PREFIXD_PREFIX_EXISTS')
 export const StoreUnavailableError = errorClass('PREFIXD_STORE_UNAVAILABLE')
 export const UnsupportedMediaTypeError = errorClass('PREFIXD_UNSUPPORTED_MEDIA_TYPE')
+export const UriTooLongError = errorClass('PREFIXD_URI_TOO_LONG')
 

@@ -25,6 +25,27 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<Fasti
   })
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
-  await app.listen({ host: config.HOST, port: config.PORT })
+  try {
+    await app.listen({ host: config.HOST, port: config.PORT })
+  } catch (err) {
+    // Serving nothing while alive would fool a supervisor: stop the engine
+    // worker (it would keep the process running) and fail the start.
+    await app.close()
+    throw listenError(err, config.HOST, config.PORT)
+  }
+  // Fastify only logs a failed onListen hook: a metrics port that could not be
+  // opened must fail the start the same way the API port does.
+  if (app.metricsServer !== null && !app.metricsServer.listening) {
+    await app.close()
+    throw new Error(`cannot listen on ${config.HOST}:${config.METRICS_PORT} (METRICS_PORT): the address is in use or not allowed`)
+  }
   return app
+}
+
+/** One line that says what to do about a failed listen. */
+function listenError(err: unknown, host: string, port: number): Error {
+  const code = (err as { code?: string }).code
+  if (code === 'EADDRINUSE') return new Error(`cannot listen on ${host}:${port}: the address is already in use (EADDRINUSE); set PORT to a free port`)
+  if (code === 'EACCES') return new Error(`cannot listen on ${host}:${port}: permission denied (EACCES); use a port above 1023`)
+  return err instanceof Error ? err : new Error(String(err))
 }

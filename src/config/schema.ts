@@ -11,6 +11,7 @@ const int = (def: number, minimum: number, description: string, maximum?: number
 export const ConfigSchema = Type.Object({
   HOST: Type.String({ default: '0.0.0.0', description: 'Address the HTTP server listens on.' }),
   PORT: int(8080, 0, 'TCP port of the HTTP server (0 picks a free one).', 65535),
+  METRICS_PORT: int(0, 0, 'TCP port of a separate listener that serves only /metrics, on HOST (0: /metrics is served on PORT with the API). Metric labels name prefix ids and tenants: keep this port private.', 65535),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
     default: 'info',
     description: 'pino log level.',
@@ -48,6 +49,11 @@ export const ConfigSchema = Type.Object({
   MAX_INPUT_CHARS: int(65536, 1, 'Longest prompt accepted, in characters.'),
   MAX_STOP_SEQUENCES: int(8, 0, 'Most stop sequences one request may give.'),
   BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 'Largest JSON request body, in bytes.'),
+  HEADERS_TIMEOUT_MS: int(10000, 100, 'Longest a client may take to send its request headers, in milliseconds; then the connection is closed (408).'),
+  REQUEST_READ_TIMEOUT_MS: int(60000, 100, 'Longest a client may take to send a whole request, headers and body (an upload included), in milliseconds; then 408 and the connection is closed. Generating the answer is not counted.'),
+  KEEP_ALIVE_TIMEOUT_MS: int(5000, 100, 'How long an idle keep-alive connection stays open between requests, in milliseconds.'),
+  MAX_CONNECTIONS: int(768, 1, 'Most open client connections (keep it under the open-file limit); beyond it new connections are closed at once.'),
+  MAX_CONNECTIONS_PER_CLIENT: int(64, 0, 'Most open connections from one client address, so that one client cannot take every connection and the health probes stay answerable (0: no per-client limit; behind a proxy every client is the proxy).'),
   API_KEYS: Type.String({ default: '', description: 'API keys as comma-separated tenant:role:sha256 entries (role admin or tenant; sha256 of the key, hex). Empty with no file: the server runs open.' }),
   API_KEYS_FILE: Type.String({ default: '', description: 'JSON file of API keys: [{"tenant", "role", "sha256"}]. `prefixd keys new` makes one.' }),
   PREFIX_LABEL_LIMIT: int(100, 1, 'Most distinct prefix label values in metrics (the most used); the rest count as __other__.'),

@@ -32,6 +32,8 @@ export const errorTable = {
   /** The prefix store (Redis) cannot be reached: uploads and cache misses fail fast instead of hanging. */
   PREFIXD_STORE_UNAVAILABLE: { status: 503, type: 'store_unavailable' },
   PREFIXD_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'validation' },
+  /** A path segment (a prefix or model id) longer than any valid id, however encoded. */
+  PREFIXD_URI_TOO_LONG: { status: 414, type: 'validation' },
 } as const satisfies Record<string, { status: number; type: string }>
 
 export type ErrorCode = keyof typeof errorTable

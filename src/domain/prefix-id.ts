@@ -5,7 +5,10 @@
  * all made here.
  */
 
-export const PREFIX_ID_PATTERN = '^(?!\\.{1,2}$)[A-Za-z0-9._-]{1,128}$'
+/** The longest prefix id; the HTTP router's parameter limit derives from it. */
+export const PREFIX_ID_MAX_CHARS = 128
+
+export const PREFIX_ID_PATTERN = `^(?!\\.{1,2}$)[A-Za-z0-9._-]{1,${PREFIX_ID_MAX_CHARS}}$`
 
 /** The rule in words, for error messages and API docs. */
 export const PREFIX_ID_RULE = '1-128 of A-Z a-z 0-9 . _ - (not "." or "..")'

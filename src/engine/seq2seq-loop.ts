@@ -92,7 +92,7 @@ export class Seq2seqLoop extends StepLoop {
     const out = await this.runGuarded(rows, () => this.forward.step(cohort, tokens))
     if (!out) return null
     const V = this.opts.vocabSize
-    rows.forEach((g, r) => events.push(withAdmission(g.step(out.logits, r * V), admittedAt)))
+    rows.forEach((g, r) => this.sampleRow(g, () => g.step(out.logits, r * V), events, admittedAt))
     return advance(cohort, out.presentKeys, out.presentValues)
   }
 
@@ -152,6 +152,3 @@ export function pastContributions(g: Pick<Generation, 'adapters'>): PrefixKV[] {
   })
 }
 
-function withAdmission(event: TokenEvent, admittedAt: number | undefined): TokenEvent {
-  return admittedAt === undefined ? event : { ...event, admittedAt }
-}

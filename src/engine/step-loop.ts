@@ -7,6 +7,7 @@
  */
 import { flatError, flattenError, type FlatError } from '../domain/error-table.js'
 import type { Generation } from './generation.js'
+import { rowFailure } from './row-failure.js'
 import type { LoopStats, TokenEvent } from './protocol.js'
 import { Scheduler, type SchedulerLimits } from './scheduler.js'
 
@@ -98,6 +99,23 @@ export abstract class StepLoop {
       this.cancel(g.id)
       this.sink.failed(g.id, flatError('PREFIXD_DEADLINE_EXCEEDED', 'the request ran past its deadline'))
     }
+  }
+
+  /**
+   * Samples one row. A row whose logits cannot be sampled (not finite: a
+   * prefix with huge values overflows the model) ends that request alone; the
+   * other rows of the batch carry on, and the row leaves at the next re-pack.
+   */
+  protected sampleRow(g: Generation, sample: () => TokenEvent, events: TokenEvent[], admittedAt?: number): void {
+    let event: TokenEvent
+    try {
+      event = sample()
+    } catch (err) {
+      this.cancel(g.id)
+      this.sink.failed(g.id, rowFailure(g, err))
+      return
+    }
+    events.push(admittedAt === undefined ? event : { ...event, admittedAt })
   }
 
   /** A failed forward pass fails the requests in it, not the engine. */

@@ -44,6 +44,12 @@ export class LabelGuard {
     if (this.labelled.delete(value)) this.onEvict(value)
   }
 
+  /** Forgets every value `matches` accepts (a deleted prefix and the compositions naming it). */
+  forgetWhere(matches: (value: string) => boolean): void {
+    for (const value of [...this.uses.keys()]) if (matches(value)) this.forget(value)
+    for (const value of [...this.labelled]) if (matches(value)) this.forget(value)
+  }
+
   private leastUsedLabelled(): string | undefined {
     let least: string | undefined
     let min = Infinity

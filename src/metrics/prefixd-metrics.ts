@@ -42,6 +42,11 @@ export class PrefixdMetrics {
   readonly cacheHits = new Counter({ name: 'prefixd_prefix_cache_hits_total', help: 'Prefix lookups served from the cache.', registers: [this.registry] })
   readonly cacheMisses = new Counter({ name: 'prefixd_prefix_cache_misses_total', help: 'Prefix lookups that had to load the prefix.', registers: [this.registry] })
   readonly cacheEvictions = new Counter({ name: 'prefixd_prefix_cache_evictions_total', help: 'Prefixes evicted from the cache to stay within its byte budget.', registers: [this.registry] })
+  readonly indexDataLosses = new Counter({
+    name: 'prefixd_prefix_index_data_losses_total',
+    help: 'Times the prefix index (Redis) was found to have lost its data (came back empty or was flushed).',
+    registers: [this.registry],
+  })
   readonly uploads = new Counter({ name: 'prefixd_prefix_uploads_total', help: 'Prefix uploads and replacements by outcome.', labelNames: ['outcome'], registers: [this.registry] })
 
   constructor(prefixLabelLimit: number) {
@@ -100,9 +105,12 @@ export class PrefixdMetrics {
     return this.registry.metrics()
   }
 
-  /** A deleted prefix's series go with it. */
+  /**
+   * A deleted prefix's series go with it, and so do those of every composed
+   * prefix that names it (`p1+p2` when p1 is deleted): ids never hold '+'.
+   */
   forgetPrefix(prefixId: string): void {
-    this.guard.forget(prefixId)
+    this.guard.forgetWhere((label) => label.split('+').includes(prefixId))
   }
 
   private histogram(name: string, help: string): Histogram<string> {

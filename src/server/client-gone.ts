@@ -4,9 +4,18 @@
  */
 import type { ServerResponse } from 'node:http'
 
-/** An AbortSignal that fires when the client closes the connection before the answer. */
+/**
+ * An AbortSignal that fires when the client closes the connection before the
+ * answer; already aborted if it closed before this was asked (while the
+ * request was being prepared), since that 'close' event is gone.
+ */
 export function clientGone(raw: ServerResponse): AbortSignal {
   const ctl = new AbortController()
+  // A finished request body is no sign of a gone client; a destroyed response or socket is.
+  if (!raw.writableEnded && (raw.destroyed || raw.socket?.destroyed === true)) {
+    ctl.abort()
+    return ctl.signal
+  }
   raw.on('close', () => {
     if (!raw.writableEnded) ctl.abort()
   })

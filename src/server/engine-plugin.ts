@@ -8,6 +8,7 @@ import fp from 'fastify-plugin'
 import { basename, resolve } from 'node:path'
 import type { Config } from '../config/schema.js'
 import { EngineClient } from '../engine/engine-client.js'
+import { OffThreadEncoder } from '../engine/prompt-encoder.js'
 import { TextTokenizer } from '../engine/tokenizer.js'
 import { GenerationService, type PrefixResolver } from './generation-service.js'
 import { reportRequest } from './metrics-plugin.js'
@@ -47,11 +48,15 @@ export const enginePlugin = fp<EnginePluginOptions>(
       app.log.warn({ modelType: engine.spec.modelType }, `the model is not batch-invariant (${why}): a request's tokens may depend on what shares its batch`)
     }
     const tokenizer = await TextTokenizer.load(modelDir, engine.spec.bosTokenId)
+    const encoder = await OffThreadEncoder.start(resolve(modelDir), engine.spec.bosTokenId, tokenizer, (reason) =>
+      app.log.error({ reason }, 'tokenizer worker died: long prompts are now tokenized on the HTTP thread'),
+    )
+    app.addHook('onClose', async () => encoder.close())
     // Prefix ids resolve through the prefix store (store-plugin.ts), opened once the engine is up.
     const prefixes: PrefixResolver = { resolve: (id, principal) => app.prefixStore.resolve(id, principal) }
     app.decorate('engine', engine)
     app.decorate('modelId', config.MODEL_ID || basename(resolve(modelDir)))
-    app.decorate('generation', new GenerationService(config, engine, tokenizer, prefixes, (r) => reportRequest(app, r)))
+    app.decorate('generation', new GenerationService(config, engine, encoder, prefixes, (r) => reportRequest(app, r)))
     app.readiness.report('engine', () => (deathReason === null ? null : `the engine stopped: ${deathReason}`))
     app.addHook('onClose', async () => engine.close())
   },

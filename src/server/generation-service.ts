@@ -8,9 +8,9 @@ import type { Config } from '../config/schema.js'
 import type { EngineClient } from '../engine/engine-client.js'
 import type { FinishReason, GenerationParams, TokenEvent } from '../engine/protocol.js'
 import { normalizeSamplingParams } from '../engine/sampling/sampling-params.js'
-import type { TextTokenizer } from '../engine/tokenizer.js'
+import type { PromptEncoder } from '../engine/prompt-encoder.js'
 import type { FastifyBaseLogger } from 'fastify'
-import { CancelledError, PromptTooLongError } from '../errors.js'
+import { CancelledError, PromptTooLongError, ValidationError } from '../errors.js'
 import { errorTypeOf, type CodedError } from '../domain/error-table.js'
 import { epochMs } from '../domain/clock.js'
 import type { Principal } from '../auth/api-keys.js'
@@ -68,7 +68,7 @@ export class GenerationService {
   constructor(
     private readonly config: Config,
     private readonly engine: EngineClient,
-    private readonly tokenizer: TextTokenizer,
+    private readonly tokenizer: PromptEncoder,
     private readonly prefixes: PrefixResolver,
     private readonly report: (r: RequestReport) => void = () => {},
   ) {}
@@ -78,8 +78,11 @@ export class GenerationService {
     return this.running
   }
 
-  /** Validates the request once and resolves what it names: the result is final. */
-  async prepare(request: GenerationRequest, principal: Principal = OPEN_PRINCIPAL): Promise<PreparedRequest> {
+  /**
+   * Validates the request once and resolves what it names: the result is final.
+   * `signal`: the client went away; checked after each awaited step, so no work is done for a gone client.
+   */
+  async prepare(request: GenerationRequest, principal: Principal = OPEN_PRINCIPAL, signal?: AbortSignal): Promise<PreparedRequest> {
     const arrivedAt = epochMs()
     const { config } = this
     if (request.inputs.length > config.MAX_INPUT_CHARS) {
@@ -89,7 +92,10 @@ export class GenerationService {
       throw invalidField('stop', `stop has ${request.stop.length} sequences; the limit is ${config.MAX_STOP_SEQUENCES}`)
     }
     const prefixes = await Promise.all(request.prefixIds.map((id) => this.prefixes.resolve(id, principal)))
-    const promptIds = this.tokenizer.encode(request.inputs)
+    if (signal?.aborted) throw new CancelledError('the client went away')
+    // Off the HTTP thread when long: a maximum-size prompt must not stall /health.
+    const promptIds = await this.tokenizer.encode(request.inputs)
+    if (signal?.aborted) throw new CancelledError('the client went away')
     const maxNewTokens = request.maxNewTokens ?? config.DEFAULT_MAX_NEW_TOKENS
     const prefixLen = prefixes.reduce((n, x) => n + x.numVirtualTokens, 0)
     const overflow = positionBudgetProblem(this.engine.spec, prefixLen, promptIds.length, maxNewTokens)
@@ -99,7 +105,7 @@ export class GenerationService {
       promptIds,
       prefixes,
       params: {
-        ...normalizeSamplingParams(request.sampling),
+        ...this.samplingParams(request.sampling),
         maxNewTokens,
         stop: request.stop,
         deadline: Date.now() + config.REQUEST_TIMEOUT_MS,
@@ -107,6 +113,19 @@ export class GenerationService {
         logprobs: request.logprobs !== null,
         ...(request.logprobs !== null ? { topLogprobs: request.logprobs.top, promptLogprobs: request.logprobs.prompt } : {}),
       },
+    }
+  }
+
+  /**
+   * The schema bounds every field first; the sampler's own range checks are a
+   * second guard, and what they refuse is the request's fault (422), never a 500.
+   */
+  private samplingParams(input: Parameters<typeof normalizeSamplingParams>[0]): ReturnType<typeof normalizeSamplingParams> {
+    try {
+      return normalizeSamplingParams(input)
+    } catch (err) {
+      if (err instanceof RangeError) throw new ValidationError(`parameters: ${err.message}`)
+      throw err
     }
   }
 
@@ -132,6 +151,11 @@ export class GenerationService {
         finishReason,
         timings,
       })
+    }
+    if (signal.aborted) {
+      // Gone while the request was prepared: nothing reaches the engine.
+      done('cancelled')
+      return Promise.reject(new CancelledError('the client went away'))
     }
     return new Promise((resolve, reject) => {
       const submitted = this.engine.submit(

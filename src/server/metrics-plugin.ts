@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import type { EngineStats } from '../engine/protocol.js'
 import { PrefixdMetrics } from '../metrics/prefixd-metrics.js'
 import type { RequestReport } from './generation-service.js'
+import { serveMetricsOnOwnPort } from './metrics-listener.js'
 import { probeRoute } from './probe-route.js'
 
 declare module 'fastify' {
@@ -20,14 +21,26 @@ declare module 'fastify' {
 /** Label value for requests without a prefix (parentheses: never a valid prefix id). */
 export const BASE_MODEL_LABEL = '(base)'
 
-export const metricsPlugin = fp<{ prefixLabelLimit: number }>(
-  async (app, { prefixLabelLimit }) => {
+export interface MetricsPluginOptions {
+  prefixLabelLimit: number
+  /** METRICS_PORT: 0 serves /metrics on the API port; another port, on a listener of its own (and not on the API port). */
+  metricsPort?: number
+  host?: string
+}
+
+export const metricsPlugin = fp<MetricsPluginOptions>(
+  async (app, { prefixLabelLimit, metricsPort = 0, host = '0.0.0.0' }) => {
     const metrics = new PrefixdMetrics(prefixLabelLimit)
     app.decorate('metrics', metrics)
-    app.get('/metrics', { config: probeRoute }, async (_request, reply) => {
-      void reply.header('content-type', metrics.registry.contentType)
-      return metrics.scrape()
-    })
+    if (metricsPort !== 0) {
+      serveMetricsOnOwnPort(app, metrics, host, metricsPort)
+    } else {
+      app.decorate('metricsServer', null)
+      app.get('/metrics', { config: probeRoute }, async (_request, reply) => {
+        void reply.header('content-type', metrics.registry.contentType)
+        return metrics.scrape()
+      })
+    }
     app.addHook('onReady', async () => {
       const update = (s: EngineStats) => {
         metrics.running.set(s.running)

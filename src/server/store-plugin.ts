@@ -30,7 +30,8 @@ export const storePlugin = fp(
       metrics.cachedPrefixes.set(stats.prefixes)
       metrics.cacheBytes.set(stats.bytes)
     })
-    app.readiness.report('prefix index', () => (store.reachable ? null : 'the prefix index (Redis) is unreachable'))
+    app.readiness.report('prefix index', () => store.notReadyReason())
+    store.onDataLoss = () => metrics.indexDataLosses.inc()
     app.log.info({ index: store.kind }, 'prefix store open')
     app.addHook('onClose', async () => store.close())
   },

@@ -363,13 +363,14 @@ t.test('compose CUDA override', async (t) => {
   t.not(p.image, compose.services.prefixd.image, 'a separate image tag, so the CPU build is not overwritten')
 })
 
-t.test('prometheus.yml scrapes prefixd:8080/metrics', async (t) => {
+t.test('prometheus.yml scrapes prefixd:9090/metrics, a port compose never publishes', async (t) => {
   const prom = parseYaml(read('docker', 'prometheus.yml')) as Obj
   const jobs = prom.scrape_configs as Obj[]
-  const job = jobs.find((j) => (j.static_configs as Obj[] | undefined)?.some((sc) => (sc.targets as string[]).includes('prefixd:8080')))
-  t.ok(job, 'a job targets prefixd:8080')
+  const job = jobs.find((j) => (j.static_configs as Obj[] | undefined)?.some((sc) => (sc.targets as string[]).includes('prefixd:9090')))
+  t.ok(job, 'a job targets prefixd:9090')
   t.equal(job?.metrics_path ?? '/metrics', '/metrics', 'on /metrics')
-  const port = (compose.services.prefixd.ports as string[])[0].split(':').pop()
-  t.equal(port, '8080', 'the container port the target names')
+  t.equal(compose.services.prefixd.environment.METRICS_PORT, '9090', 'the METRICS_PORT the target names')
+  const published = (compose.services.prefixd.ports as string[]).map((p) => p.split(':').pop())
+  t.same(published, ['8080'], 'only the API port is published on the host')
   t.match(prom.global.scrape_interval, /^\d+s$/)
 })

@@ -231,7 +231,16 @@ t.test('default values: probes, shutdown, writable paths, config', async (t) => 
   const dep = mustFind(t, docs, 'Deployment')
   const pod = dep.spec.template.spec
   const c = container(dep)
-  t.same(c.ports, [{ name: 'http', containerPort: 8080, protocol: 'TCP' }], 'serves http on 8080')
+  t.same(
+    c.ports,
+    [
+      { name: 'http', containerPort: 8080, protocol: 'TCP' },
+      { name: 'metrics', containerPort: 9090, protocol: 'TCP' },
+    ],
+    'serves http on 8080, /metrics on 9090',
+  )
+  t.equal(mustFind(t, docs, 'ConfigMap').data.METRICS_PORT, '9090', 'METRICS_PORT set')
+  t.same((mustFind(t, docs, 'Service').spec.ports as Obj[]).map((p) => p.name), ['http'], 'the Service never exposes the metrics port')
 
   t.same(c.startupProbe.httpGet, { path: '/ready', port: 'http' }, 'startupProbe waits for /ready (model load)')
   t.ok(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold >= 300, 'startupProbe allows at least 5 minutes to load')
@@ -276,7 +285,8 @@ t.test('ConfigMap keys are real server settings, with the server defaults', asyn
   // Set by the chart before the server schema has them (other issues add them).
   const pending = new Set(['REDIS_URL', 'REDIS_PASSWORD', 'API_KEYS_FILE'])
   // Deliberately different from the server default, for a container.
-  const chartOwn: Record<string, string> = { CACHE_DIR: '/data/cache', PREFIX_DIR: '/data/prefixes', INTRA_OP_THREADS: '2' }
+  // METRICS_PORT: metrics kept off the public Service (their labels name prefixes and tenants).
+  const chartOwn: Record<string, string> = { CACHE_DIR: '/data/cache', PREFIX_DIR: '/data/prefixes', INTRA_OP_THREADS: '2', METRICS_PORT: '9090' }
   for (const [key, value] of Object.entries(cm.data as Record<string, string>)) {
     if (pending.has(key)) continue
     t.ok(props[key], `${key} is a variable in src/config/schema.ts`)
@@ -426,8 +436,11 @@ t.test('autoscaling, PodDisruptionBudget and ServiceMonitor', async (t) => {
   t.notOk('maxUnavailable' in pdb.spec)
   t.ok(labelsMatch(pdb.spec.selector.matchLabels, dep.spec.template.metadata.labels), 'PDB selects the pods')
   const sm = mustFind(t, docs, 'ServiceMonitor')
-  const svc = mustFind(t, docs, 'Service')
-  t.ok(labelsMatch(sm.spec.selector.matchLabels, svc.metadata.labels), 'ServiceMonitor selects the Service')
+  const svc = mustFind(t, docs, 'Service', `${FULLNAME}-metrics`)
+  t.ok(labelsMatch(sm.spec.selector.matchLabels, svc.metadata.labels), 'ServiceMonitor selects the metrics Service')
+  t.notOk(labelsMatch(sm.spec.selector.matchLabels, mustFind(t, docs, 'Service').metadata.labels), 'and not the public one')
+  t.same((svc.spec.ports as Obj[]).map((p) => [p.name, p.port, p.targetPort]), [['metrics', 9090, 'metrics']])
+  t.equal(svc.spec.type, 'ClusterIP')
   t.equal(sm.metadata.labels.release, 'kube-prometheus-stack', 'extra labels for the Prometheus selector')
   t.same(sm.spec.namespaceSelector, { matchNames: ['ml'] })
   const ep = sm.spec.endpoints[0]

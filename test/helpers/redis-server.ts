@@ -17,6 +17,8 @@ export interface RedisServer {
   url: string
   /** Kills the server (SIGKILL: no goodbye, no final save). */
   kill(): Promise<void>
+  /** Sends the server process a signal (SIGSTOP to stall it, SIGCONT to resume). */
+  signal(sig: NodeJS.Signals): void
   /** Starts it again on the same port (and the same data folder). */
   restart(): Promise<void>
 }
@@ -73,5 +75,7 @@ export async function startRedis(t: TestLike, opts: { persistent?: boolean } = {
     await kill()
     rmSync(dir, { recursive: true, force: true })
   })
-  return { port, url: `redis://127.0.0.1:${port}`, kill, restart: start }
+  // SIGSTOP / SIGCONT: a stalled Redis keeps its connections but answers nothing.
+  const signal = (sig: NodeJS.Signals) => void (child as ChildProcess | null)?.kill(sig)
+  return { port, url: `redis://127.0.0.1:${port}`, kill, restart: start, signal }
 }

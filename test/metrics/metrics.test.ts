@@ -100,6 +100,16 @@ t.test('forgetting a prefix removes its series from the exposition', async (t) =
   t.match(after, /prefix="kept"/)
 })
 
+t.test('deleting a prefix drops the series of the compositions that name it', async (t) => {
+  const m = new PrefixdMetrics(10)
+  const seen = (prefix: string) => m.observeRequest({ prefix, tenant: 'a', outcome: 'success', promptTokens: 3, generatedTokens: 2, durationS: 0.1 })
+  for (const p of ['p1+p2', 'p2+p1', 'p1', 'p2', 'p10+p2', 'xp1+p2']) seen(p)
+  m.forgetPrefix('p1')
+  const after = await m.registry.metrics()
+  for (const gone of ['p1+p2', 'p2+p1', 'p1']) t.notMatch(after, new RegExp(`prefix="${gone.replace('+', '\\+')}"`), `${gone} dropped`)
+  for (const kept of ['p2', 'p10+p2', 'xp1+p2']) t.match(after, new RegExp(`prefix="${kept.replace('+', '\\+')}"`), `${kept} kept`)
+})
+
 t.test('a real Prometheus server scrapes prefixd and answers a p50 query', async (t) => {
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
   const target = new URL(address).host

@@ -75,7 +75,7 @@ const spec: ModelSpec = {
 }
 const native = (seed: number) => [{ filename: 'prefix.safetensors', data: buildNativeFile({ layers: 2, kvHeads: 2, headDim: 4, P: 3, seed }).file }]
 const perPrefix = 2 * 2 * 2 * 3 * 4 * 4 // keys + values, 2 layers, 2 heads, 3 tokens, head 4, float32
-const log = { warn: () => undefined, info: () => undefined, debug: () => undefined }
+const log = { warn: () => undefined, info: () => undefined, debug: () => undefined, error: () => undefined }
 const root = mkdtempSync(join(tmpdir(), 'prefixd-cache-'))
 t.teardown(() => rmSync(root, { recursive: true, force: true }))
 

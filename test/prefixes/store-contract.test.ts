@@ -64,6 +64,25 @@ function contract(name: string, open: Opener) {
     t.same(changes, ['alpha', 'alpha', 'alpha'])
   })
 
+  t.test(`${name}: replace holds only over the version it read`, async (t) => {
+    const index = await open()
+    t.teardown(() => index.close())
+    t.equal((await index.commit(record('rho', blobA), blobA, 'create')).status, 'written')
+    const v2 = await index.commit(record('rho', blobB), blobB, 'replace', undefined, 1)
+    t.equal(v2.status, 'written', 'over the version read: written')
+    if (v2.status === 'written') t.equal(v2.record.version, 2)
+    const stale = await index.commit(record('rho', blobA), blobA, 'replace', undefined, 1)
+    t.equal(stale.status, 'conflict', 'over a version replaced meanwhile: refused')
+    if (stale.status === 'conflict') t.equal(stale.record?.version, 2, 'naming the version that is there')
+    t.equal((await index.get('rho'))!.sha256, sha256Hex(blobB), 'and nothing changed')
+    t.same([...(await index.referencedBlobs())], [sha256Hex(blobB)], 'the one blob referenced (what sweeps keep)')
+    t.equal(await index.readBlob(sha256Hex(blobA)), null, 'no blob left behind')
+    await index.remove('rho')
+    const gone = await index.commit(record('rho', blobA), blobA, 'replace', undefined, 2)
+    t.same(gone, { status: 'conflict', record: null }, 'a deleted id is never brought back')
+    t.equal(await index.get('rho'), null)
+  })
+
   t.test(`${name}: a blob shared by two ids lives until both are gone`, async (t) => {
     const index = await open()
     t.teardown(() => index.close())

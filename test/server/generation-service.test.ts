@@ -27,7 +27,8 @@ const reports: RequestReport[] = []
 const service = new GenerationService(
   app.config,
   app.engine,
-  tokenizer,
+  // The model's own tokenizer, on this thread (the server moves long prompts to a worker).
+  { encode: async (text) => tokenizer.encode(text) },
   { resolve: (id, principal) => app.prefixStore.resolve(id, principal) },
   (r) => reports.push(r),
 )

@@ -5,6 +5,7 @@
  */
 import t from 'tap'
 import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { Worker } from 'node:worker_threads'
 import { scratchPrefixDir, startApp, type TestLike } from '../helpers/app.js'
@@ -65,4 +66,14 @@ t.test('a dead engine: /ready and /generate answer 503 with the reason', async (
   t.equal(gen.statusCode, 503)
   t.equal(gen.json().error_type, 'unavailable')
   t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200, 'the process still lives until it exits')
+})
+
+t.test('a port already in use: one line, exit 1, the engine worker stopped', async (t) => {
+  const taken = createServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => taken.close())
+  const port = (taken.address() as { port: number }).port
+  const r = await runNode(t, ['src/cli.ts', 'serve'], { MODEL_DIR: modelDir, PORT: String(port) })
+  t.equal(r.code, 1, 'exits 1 (a process that stays alive is killed after 60 s: code null)')
+  t.match(r.out, new RegExp(`^prefixd: cannot listen on 127\\.0\\.0\\.1:${port}: the address is already in use \\(EADDRINUSE\\)`, 'm'))
 })

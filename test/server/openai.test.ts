@@ -293,23 +293,14 @@ t.test('chat end to end on a generated model with a chat template', async (t) =>
   t.match(await badRole.json(), { error: { param: 'messages.0.role' } })
 })
 
-t.test('an error after the stream started arrives as an error event, then [DONE]', async (t) => {
+t.test('a request past its deadline is a 504 in the OpenAI shape', async (t) => {
   // A deadline of 1 ms: the engine ends every request with deadline_exceeded after it was accepted.
+  // Streamed requests refused before their first token are plain HTTP errors too: see
+  // test/hostile/refused-streams.test.ts (a full queue makes that certain; a 1 ms deadline races the first token).
   const late = await startApp(t, storiesModelDir, { PREFIX_DIR: prefixDir, REQUEST_TIMEOUT_MS: 1 })
   const lateUrl = await listenOnLoopback(late)
   const lateClient = new OpenAI({ baseURL: `${lateUrl}/v1`, apiKey: 'x', maxRetries: 0 })
   await rejects(t, lateClient.completions.create({ model: 'dog-max', prompt: 'Hi', max_tokens: 30, n: 2 }), { status: 504, code: 'deadline_exceeded', type: 'server_error' })
-  const res = await fetch(`${lateUrl}/v1/completions`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'dog-max', prompt: 'Hi', max_tokens: 30, stream: true }),
-  })
-  t.equal(res.status, 200)
-  const events = (await res.text()).split('\n\n').filter(Boolean)
-  t.equal(events.at(-1), 'data: [DONE]')
-  t.match(JSON.parse(events.at(-2)!.slice('data: '.length)), { error: { code: 'deadline_exceeded', type: 'server_error' } })
-  const stream = await lateClient.completions.create({ model: 'dog-max', prompt: 'Hi', max_tokens: 30, stream: true })
-  await rejects(t, (async () => {
-    for await (const chunk of stream) void chunk
-  })(), /the request ran past its deadline/)
 })
 
 t.test('chat templates: chat_template.jinja beside the config, special tokens as objects, named templates', async (t) => {

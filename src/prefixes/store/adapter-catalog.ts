@@ -113,9 +113,18 @@ export class AdapterCatalog {
       owner,
       visibility: upload.visibility ?? existing?.visibility ?? 'private',
     })
-    const outcome = await this.opts.index.commit(record, stored.blob, existing === null ? 'create' : 'upsert')
+    // A replacement holds only over the version it read: a DELETE or another
+    // PUT that landed meanwhile wins, atomically, in either index.
+    const outcome =
+      existing === null
+        ? await this.opts.index.commit(record, stored.blob, 'create')
+        : await this.opts.index.commit(record, stored.blob, 'replace', undefined, existing.version)
     if (outcome.status === 'exists') {
       throw new PrefixExistsError(`prefix '${id}' exists (version ${outcome.record.version}); replace it with PUT /prefixes/${id}`)
+    }
+    if (outcome.status === 'conflict') {
+      if (outcome.record === null) throw new PrefixNotFoundError(id)
+      throw new PrefixExistsError(`prefix '${id}' was replaced meanwhile (now version ${outcome.record.version}); read it and retry the PUT`)
     }
     if (outcome.status !== 'written') throw new Error(`unexpected commit outcome ${outcome.status}`)
     this.onWritten(id)

@@ -87,10 +87,21 @@ export class EmbeddedIndex implements PrefixIndex {
     return this.changes
   }
 
-  commit(record: PrefixRecord, blob: Buffer, mode: CommitMode, seedSha?: string): Promise<CommitOutcome> {
+  /** Its own files: they cannot vanish behind its back the way a Redis restart empties Redis. */
+  async checkIntact(): Promise<boolean> {
+    return true
+  }
+
+  referencedBlobs(): Promise<Set<string>> {
+    // Serialized: a commit in progress has written its blob and will record it.
+    return this.serialize(async () => new Set([...this.records.values()].map((r) => r.sha256)))
+  }
+
+  commit(record: PrefixRecord, blob: Buffer, mode: CommitMode, seedSha?: string, replacing?: number): Promise<CommitOutcome> {
     return this.serialize(async () => {
       const previous = this.records.get(record.id) ?? null
       if (mode === 'create' && previous) return { status: 'exists', record: previous }
+      if (mode === 'replace' && previous?.version !== replacing) return { status: 'conflict', record: previous }
       if (mode === 'seed') {
         if (this.seeded[record.id] === seedSha || previous?.source === 'upload') return { status: 'unchanged' }
       }

@@ -19,7 +19,7 @@ import type { ServedModel } from '../adapter-kind.js'
 import { readNativeFile } from '../adapter-files.js'
 import { kindNamed } from '../adapter-kinds.js'
 import { EnginePrefixCache, type AdapterSink } from './engine-prefix-cache.js'
-import { visibleOrMissing } from './prefix-access.js'
+import { canSee, visibleOrMissing } from './prefix-access.js'
 import type { PrefixIndex, PrefixRecord, ResolvedPrefix } from './prefix-record.js'
 
 export type CacheEvent = 'hit' | 'miss' | 'eviction'
@@ -67,9 +67,12 @@ export class EngineResidency {
   /** The engine key of the id's current version, materializing it in the engine when needed. */
   async resolve(id: string, principal: Principal, missing: (id: string) => Error): Promise<ResolvedPrefix> {
     const known = this.current.get(id)
-    if (known !== undefined && this.cache.touch(known.sha256)) {
+    // Ownership first: an adapter the caller may not see takes the same path as
+    // a missing id (one index read, then "not found"), so answering fast from
+    // the cache cannot tell a tenant that another one's private adapter exists.
+    if (known !== undefined && canSee(principal, known) && this.cache.touch(known.sha256)) {
       this.onCacheEvent('hit')
-      return resolved(visibleOrMissing(principal, id, known))
+      return resolved(known)
     }
     const generation = this.generation
     const record = await this.index.get(id)

@@ -22,6 +22,12 @@ export class IndexCoherence {
     private readonly log: CoherenceLog,
   ) {}
 
+  /**
+   * Run before each re-check; true when the index was found to have lost its
+   * data (then every remembered id is re-read). See index-data-loss.ts.
+   */
+  checkIntegrity: () => Promise<boolean> = async () => false
+
   static async start(index: PrefixIndex, residency: EngineResidency, recheckMs: number, log: CoherenceLog): Promise<IndexCoherence> {
     const coherence = new IndexCoherence(index, residency, log)
     index.watch({
@@ -40,6 +46,7 @@ export class IndexCoherence {
   /** The safety net under pub/sub: when the index's change counter moved, re-read every remembered id. */
   async recheck(): Promise<void> {
     try {
+      if (await this.checkIntegrity()) this.lastEpoch = -1
       const epoch = await this.index.epoch()
       if (epoch === this.lastEpoch) return
       const known = this.residency.remembered()

@@ -40,6 +40,7 @@ export async function openPrefixStore(
       cacheBytes: config.PREFIX_CACHE_BYTES,
       maxFileBytes: config.MAX_PREFIX_FILE_BYTES,
       recheckMs: config.PREFIX_RECHECK_MS,
+      storeDir,
       quota: { maxPrefixes: config.TENANT_MAX_PREFIXES, maxBytes: config.TENANT_MAX_PREFIX_BYTES },
       log,
     })

@@ -51,14 +51,21 @@ export interface ResolvedPrefix {
   numVirtualTokens: number
 }
 
-/** create: the id must be new; upsert: create or replace; seed: a folder import (see PrefixIndex.commit). */
-export type CommitMode = 'create' | 'upsert' | 'seed'
+/**
+ * create: the id must be new; upsert: create or replace; seed: a folder import;
+ * replace: only over the version given (see PrefixIndex.commit), so that a
+ * PUT racing a DELETE (or another PUT) never brings back or overwrites what
+ * it did not see.
+ */
+export type CommitMode = 'create' | 'upsert' | 'seed' | 'replace'
 
 export type CommitOutcome =
   | { status: 'written'; record: PrefixRecord; previous: PrefixRecord | null }
   | { status: 'exists'; record: PrefixRecord }
   /** seed only: the folder was imported before with this exact content, or an upload owns the id. */
   | { status: 'unchanged' }
+  /** replace only: the id is gone (record null) or holds another version than the one replaced. */
+  | { status: 'conflict'; record: PrefixRecord | null }
 
 /** The index of prefixes and their blobs; the embedded and the Redis implementations pass one contract suite. */
 export interface PrefixIndex {
@@ -75,12 +82,22 @@ export interface PrefixIndex {
    * Makes `blob` durable, then points the record's id at it in one atomic step.
    * `record.version` and `created_at` are assigned here (replacing keeps created_at).
    * `seedSha` (seed mode) identifies the folder content that was imported.
+   * `replacing` (replace mode) is the version the caller read: the commit
+   * happens only if the id still holds it, checked in the same atomic step.
    */
-  commit(record: PrefixRecord, blob: Buffer, mode: CommitMode, seedSha?: string): Promise<CommitOutcome>
+  commit(record: PrefixRecord, blob: Buffer, mode: CommitMode, seedSha?: string, replacing?: number): Promise<CommitOutcome>
   /** Removes the id; returns the removed record, or null if there was none. */
   remove(id: string): Promise<PrefixRecord | null>
   /** The blob's bytes, verified against its sha256, or null when no copy exists. */
   readBlob(sha256: string): Promise<Buffer | null>
+  /**
+   * False when the index lost its data since it was opened or last checked
+   * (Redis came back empty, or was flushed): a marker key written at open is
+   * gone. The marker is then written again, so a loss is reported once.
+   */
+  checkIntact(): Promise<boolean>
+  /** The sha256 of every blob some id points at (the start-up and periodic sweep keep only these). */
+  referencedBlobs(): Promise<Set<string>>
   /** A counter that changes whenever any record changes (for the safety re-check). */
   epoch(): Promise<number>
   /** `changed(id)` on every change, from this replica or another; `resync()` when notices may have been missed. */

@@ -9,7 +9,8 @@
  * gets a 503 store_unavailable at once, and ioredis keeps reconnecting in the
  * background so the server recovers without a restart.
  */
-import { Redis, type RedisOptions } from 'ioredis'
+import { randomUUID } from 'node:crypto'
+import { Redis, ReplyError, type RedisOptions } from 'ioredis'
 import { StoreUnavailableError } from '../../errors.js'
 import { BlobFiles, sha256Hex } from './blob-files.js'
 import type { CommitMode, CommitOutcome, PrefixIndex, PrefixRecord } from './prefix-record.js'
@@ -49,13 +50,18 @@ function unavailable(err: unknown): never {
 export class RedisIndex implements PrefixIndex {
   readonly kind = 'redis' as const
 
-  /** ioredis reports 'ready' once connected and until the connection drops. */
+  /**
+   * ioredis reports 'ready' once connected and until the connection drops; a
+   * stalled Redis (process stopped) keeps the connection, so the last command
+   * timing out counts as unreachable too, until one succeeds again.
+   */
   reachable(): boolean {
-    return this.client.status === 'ready'
+    return this.client.status === 'ready' && !this.stalled
   }
   private readonly keys: string[]
   private readonly blobPrefix: string
   private readonly channel: string
+  private readonly markerKey: string
   private readonly listeners: Listener[] = []
 
   private constructor(
@@ -67,6 +73,7 @@ export class RedisIndex implements PrefixIndex {
     this.keys = ['index', 'ids', 'refs', 'seeded', 'epoch'].map((k) => prefix + k)
     this.blobPrefix = `${prefix}blob:`
     this.channel = `${prefix}changes`
+    this.markerKey = `${prefix}marker`
   }
 
   static async open(opts: RedisIndexOptions): Promise<RedisIndex> {
@@ -102,6 +109,8 @@ export class RedisIndex implements PrefixIndex {
       subscriber.disconnect()
       throw new StoreUnavailableError(`cannot reach Redis at REDIS_URL: ${(err as Error).message}`)
     }
+    // Present from now on for as long as Redis keeps its data: its absence is a data loss.
+    await index.armMarker()
     subscriber.on('message', (_channel: string, id: string) => {
       for (const l of index.listeners) l.changed(id)
     })
@@ -114,12 +123,33 @@ export class RedisIndex implements PrefixIndex {
     return index
   }
 
+  private stalled = false
+  /** The marker this replica last saw (see checkIntact). */
+  private marker: string | null = null
+
   private async call<T>(fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn()
+      const result = await fn()
+      this.stalled = false
+      return result
     } catch (err) {
+      // Redis answered with an error: it is there. Anything else (a timeout, a closed connection) is not.
+      if (!(err instanceof ReplyError)) this.stalled = true
       unavailable(err)
     }
+  }
+
+  /** Writes the marker unless one is there, and remembers the one that is. */
+  private async armMarker(): Promise<void> {
+    await this.call(() => this.client.set(this.markerKey, randomUUID(), 'NX'))
+    this.marker = await this.call(() => this.client.get(this.markerKey))
+  }
+
+  async checkIntact(): Promise<boolean> {
+    const now = await this.call(() => this.client.get(this.markerKey))
+    if (now !== null && now === this.marker) return true
+    await this.armMarker()
+    return false
   }
 
   async get(id: string): Promise<PrefixRecord | null> {
@@ -144,12 +174,16 @@ export class RedisIndex implements PrefixIndex {
     return this.call(() => this.client.zcard(this.keys[1]))
   }
 
+  async referencedBlobs(): Promise<Set<string>> {
+    return new Set(await this.call(() => this.client.hkeys(this.keys[2])))
+  }
+
   async epoch(): Promise<number> {
     const text = await this.call(() => this.client.get(this.keys[4]))
     return text === null ? 0 : Number(text)
   }
 
-  async commit(record: PrefixRecord, blob: Buffer, mode: CommitMode, seedSha = ''): Promise<CommitOutcome> {
+  async commit(record: PrefixRecord, blob: Buffer, mode: CommitMode, seedSha = '', replacing?: number): Promise<CommitOutcome> {
     if (mode === 'create') {
       // Refuse a taken id before moving the blob anywhere.
       const existing = await this.get(record.id)
@@ -159,7 +193,7 @@ export class RedisIndex implements PrefixIndex {
     let reply: string[]
     try {
       reply = await this.call(() =>
-        this.client.prefixdCommit(...this.keys, record.id, JSON.stringify(record), mode, blob, this.blobPrefix, this.channel, seedSha, ''),
+        this.client.prefixdCommit(...this.keys, record.id, JSON.stringify(record), mode, blob, this.blobPrefix, this.channel, seedSha, '', String(replacing ?? '')),
       )
     } catch (err) {
       if (created) await this.blobs.remove(record.sha256)
@@ -173,6 +207,7 @@ export class RedisIndex implements PrefixIndex {
     }
     if (created) await this.blobs.remove(record.sha256)
     if (status === 'exists') return { status, record: JSON.parse(text) as PrefixRecord }
+    if (status === 'conflict') return { status, record: text ? (JSON.parse(text) as PrefixRecord) : null }
     return { status: 'unchanged' }
   }
 

@@ -18,7 +18,7 @@ local function release(sha)
 end
 `
 
-/** ARGV: id, record JSON, mode (create|upsert|seed), blob bytes, blob key prefix, channel, seed sha, now. */
+/** ARGV: id, record JSON, mode (create|upsert|seed|replace), blob bytes, blob key prefix, channel, seed sha, now, version replaced. */
 export const COMMIT_SCRIPT = `
 local ARGV_BLOB_PREFIX = ARGV[5]
 ${RELEASE}
@@ -28,6 +28,10 @@ local cur = redis.call('HGET', KEYS[1], id)
 local old = nil
 if cur then old = cjson.decode(cur) end
 if mode == 'create' and old then return {'exists', cur} end
+if mode == 'replace' then
+  if not old then return {'conflict', ''} end
+  if tostring(old.version) ~= ARGV[9] then return {'conflict', cur} end
+end
 if mode == 'seed' then
   if redis.call('HGET', KEYS[4], id) == ARGV[7] then return {'unchanged'} end
   if old and old.source == 'upload' then return {'unchanged'} end

@@ -9,6 +9,7 @@ import { contributionPositions } from '../../domain/adapter-contribution.js'
 import type { AdapterKindName, AdapterShapeFields, ServedModel } from '../adapter-kind.js'
 import { readNativeFile, readPeftFiles, type LoadedAdapter } from '../adapter-files.js'
 import { kindNamed } from '../adapter-kinds.js'
+import { assertServableMagnitude } from '../magnitude-bound.js'
 import { NATIVE_FILE } from '../native-format.js'
 import { looksLikePickle, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, PICKLE_REFUSAL } from '../peft-adapter.js'
 import { assertArchitectureFits, assertVirtualTokensFit } from '../shape-check.js'
@@ -81,6 +82,7 @@ export function toStoredBlob(loaded: LoadedAdapter, model: ServedModel, id: stri
   const { spec } = model
   if (loaded.architecture !== undefined) assertArchitectureFits(loaded.architecture, architectureOf(spec), id)
   kind.assertServable(loaded.contribution, model, id)
+  assertServableMagnitude(loaded.contribution, id)
   assertVirtualTokensFit(contributionPositions(loaded.contribution), { maxVirtualTokens: spec.maxPositions - 1, maxPositions: spec.maxPositions }, id)
   const fingerprint = modelFingerprint(spec)
   if (loaded.modelFingerprint !== undefined && loaded.modelFingerprint !== fingerprint) {

@@ -32,9 +32,10 @@ function timingHeaders(prefixIds: string[], promptTokens: number, result: Genera
 export async function answerGenerate(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, body: GenerateBodyT) {
   const service = app.generation
   const details = body.parameters?.details ?? false
+  const gone = clientGone(reply.raw)
   // Without details no logprob is returned: don't pay for computing them.
-  const prepared = await service.prepare(fromGenerateBody(body, details), request.principal)
-  const result = await service.run(prepared, clientGone(reply.raw), request.log)
+  const prepared = await service.prepare(fromGenerateBody(body, details), request.principal, gone)
+  const result = await service.run(prepared, gone, request.log)
   const prefixIds = prepared.prefixes.map((p) => p.id)
   void reply.headers(timingHeaders(prefixIds, prepared.promptIds.length, result))
   const generated_text = (body.parameters?.return_full_text ? body.inputs : '') + result.generatedText

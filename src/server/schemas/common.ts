@@ -8,6 +8,14 @@ import { PREFIX_ID_PATTERN, PREFIX_ID_RULE } from '../../domain/prefix-id.js'
  */
 export const nullable = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]))
 
+/**
+ * The largest count any numeric request field accepts (tokens, top_k): a
+ * 32-bit signed integer. Far beyond every model's positions or vocabulary, so
+ * it refuses nothing real, and it keeps every count an exact, safe integer
+ * (2^53 and above are not: they once reached the sampler and answered 500).
+ */
+export const MAX_COUNT = 2 ** 31 - 1
+
 export const PrefixId = Type.String({
   pattern: PREFIX_ID_PATTERN,
   description: `A prefix id: ${PREFIX_ID_RULE}.`,

@@ -1,5 +1,5 @@
 import Type, { type Static } from 'typebox'
-import { nullable, PrefixId } from './common.js'
+import { MAX_COUNT, nullable, PrefixId } from './common.js'
 
 const PrefixRef = Type.Union([PrefixId, Type.Array(PrefixId, { minItems: 1, maxItems: 8 })], {
   description: 'A prefix id, or a list of ids whose key/values are concatenated in order. Absent: the base model.',
@@ -9,10 +9,10 @@ export const GenerateParameters = Type.Object(
   {
     prefix_id: nullable(PrefixRef),
     adapter_id: nullable(PrefixRef),
-    max_new_tokens: nullable(Type.Integer({ minimum: 1, description: 'Most tokens to generate.' })),
+    max_new_tokens: nullable(Type.Integer({ minimum: 1, maximum: MAX_COUNT, description: 'Most tokens to generate.' })),
     do_sample: nullable(Type.Boolean({ description: 'Sample instead of greedy decoding.' })),
     temperature: nullable(Type.Number({ exclusiveMinimum: 0, description: 'Softmax temperature (> 0).' })),
-    top_k: nullable(Type.Integer({ minimum: 1, description: 'Sample among the k most likely tokens.' })),
+    top_k: nullable(Type.Integer({ minimum: 1, maximum: MAX_COUNT, description: 'Sample among the k most likely tokens.' })),
     top_p: nullable(Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Nucleus sampling mass, in (0, 1].' })),
     repetition_penalty: nullable(Type.Number({ exclusiveMinimum: 0, description: 'CTRL repetition penalty (1 = off).' })),
     seed: nullable(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Sampling seed.' })),

@@ -5,6 +5,7 @@
  * openai/unsupported-fields.ts; anything else unknown is a 400 naming it.
  */
 import Type, { type Static, type TSchema } from 'typebox'
+import { MAX_COUNT } from './common.js'
 
 const opt = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]))
 
@@ -25,7 +26,7 @@ const StreamOptions = Type.Object(
 /** Sampling fields the completion and chat routes share. */
 const samplingFields = {
   model: ModelName,
-  max_tokens: opt(Type.Integer({ minimum: 1, description: 'Most tokens to generate (completions: 16 by default, as OpenAI; chat: the server default).' })),
+  max_tokens: opt(Type.Integer({ minimum: 1, maximum: MAX_COUNT, description: 'Most tokens to generate (completions: 16 by default, as OpenAI; chat: the server default).' })),
   temperature: opt(Type.Number({ minimum: 0, maximum: 2, description: '0 is greedy decoding; above 0 samples at that temperature. Default 1 (sampling), as OpenAI.' })),
   top_p: opt(Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Nucleus sampling mass in (0, 1]; ignored when temperature is 0.' })),
   n: opt(Type.Integer({ minimum: 1, maximum: 16, description: 'How many independent choices to generate (with temperature 0 they are identical).' })),
@@ -47,7 +48,7 @@ export const CompletionBody = Type.Object(
     }),
     logprobs: opt(Type.Integer({ minimum: 0, maximum: 5, description: "Include each token's log probability and, per token, the `logprobs` most likely tokens (plus the chosen one) in top_logprobs." })),
     echo: opt(Type.Boolean({ description: "Prepend the prompt to the returned text; with logprobs, the prompt's tokens are scored too (the first one null)." })),
-    best_of: opt(Type.Integer({ minimum: 1, description: 'Not implemented: only 1 (or equal to n) is accepted.' })),
+    best_of: opt(Type.Integer({ minimum: 1, maximum: MAX_COUNT, description: 'Not implemented: only 1 (or equal to n) is accepted.' })),
     suffix: opt(Type.String({ description: 'Not implemented: only an empty string is accepted.' })),
   },
   { additionalProperties: false, description: 'An OpenAI completions request.' },
@@ -72,7 +73,7 @@ export const ChatBody = Type.Object(
   {
     ...samplingFields,
     messages: Type.Array(ChatMessage, { minItems: 1, description: "The conversation, rendered with the model's chat_template." }),
-    max_completion_tokens: opt(Type.Integer({ minimum: 1, description: 'Newer name of max_tokens; give at most one of them.' })),
+    max_completion_tokens: opt(Type.Integer({ minimum: 1, maximum: MAX_COUNT, description: 'Newer name of max_tokens; give at most one of them.' })),
     logprobs: opt(Type.Boolean({ description: "Include each generated token's log probability." })),
     top_logprobs: opt(Type.Integer({ minimum: 0, maximum: 20, description: "With logprobs: how many of the most likely tokens each token's top_logprobs lists." })),
     tools: opt(Type.Array(Type.Unknown(), { description: 'Not implemented: only an empty list is accepted.' })),
