@@ -15,6 +15,7 @@ import { loadModel } from '../src/engine/loaded-model.js'
 import { TokenSampler } from '../src/engine/sampling/sampler.js'
 import type { PrefixKV } from '../src/domain/prefix-kv.js'
 import { greedyParams } from '../test/helpers/engine-params.js'
+import { profileJoins, type JoinProfile } from './join-profile.js'
 
 export interface StepProfile {
   tokens: number
@@ -29,6 +30,7 @@ export interface StepProfile {
   /** The sampler, per row, in µs. */
   selectWithLogprobUs: number
   selectWithoutLogprobUs: number
+  joins: JoinProfile
 }
 
 export class EngineProfiler {
@@ -114,6 +116,7 @@ export class EngineProfiler {
       prefillMs: stepEnds[0] - started,
       selectWithLogprobUs: this.selectCost(true),
       selectWithoutLogprobUs: this.selectCost(false),
+      joins: await profileJoins(this.make, this.forward, this.shape, this.vocabSize, prompts, prefixes, newTokens),
     }
   }
 

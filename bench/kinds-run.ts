@@ -24,6 +24,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { deriveModel } from '../src/engine/graph/derive-model.js'
 import { MODEL_REWRITES } from '../src/engine/graph/rewrites.js'
+import { kvStepOutputs } from '../src/engine/graph/kv-step-outputs.js'
 import { readModelSpec } from '../src/engine/model-config.js'
 import { findModelFile } from '../src/engine/onnx-session.js'
 import { mulberry32 } from '../src/models/generate/prng.js'
@@ -71,7 +72,8 @@ const KIND_CYCLE = ['prompt', 'ptune', 'prefix']
 const rows = (key: (i: number) => string[]): BatchRow[] => prompts.map((promptIds, i) => ({ promptIds, adapterKeys: key(i) }))
 
 const modelFile = await findModelFile(modelDir)
-const derived = await deriveModel(modelFile, MODEL_REWRITES)
+// The bare loops feed `present` back as past: derive the inputs_embeds graph without the kv-step-outputs rewrite, which drops `present`.
+const derived = await deriveModel(modelFile, MODEL_REWRITES.filter((r) => r !== kvStepOutputs))
 if (typeof derived.source === 'string') throw new Error('the rewrite did not apply to the bench model')
 const bareExported = await BareLoop.create(modelFile, threads, spec.vocabSize)
 const bareDerived = await BareLoop.create(derived.source, threads, spec.vocabSize)

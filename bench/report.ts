@@ -3,6 +3,7 @@ import type { Throughput } from './engine-batch.js'
 import type { StepProfile } from './engine-profile.js'
 import type { MachineInfo } from './machine.js'
 import { fmt, spread } from './stats.js'
+import { PEFT_ONE_BY_ONE, PEFT_SHARED, PYTHON_ORT } from './python-variants.js'
 import { WORKLOAD } from './workload.js'
 
 export interface Measured {
@@ -24,6 +25,10 @@ export const RATIOS: RatioSpec[] = [
   { name: 'HTTP 16 concurrent / bare ORT loop', num: 'http concurrent 16', den: 'bare loop 16', target: 0.9 },
   { name: 'engine 16 mixed / bare ORT loop', num: 'engine mixed 16', den: 'bare loop 16', target: 0.9 },
   { name: 'bare loop on the main thread / on its own worker', num: 'bare loop 16 (main thread)', den: 'bare loop 16' },
+  { name: 'HTTP 16 concurrent / Python onnxruntime bare loop (same file)', num: 'http concurrent 16', den: PYTHON_ORT, target: 0.9 },
+  { name: 'bare onnxruntime-node loop / Python onnxruntime bare loop', num: 'bare loop 16', den: PYTHON_ORT },
+  { name: 'HTTP 16 concurrent / transformers+PEFT one by one', num: 'http concurrent 16', den: PEFT_ONE_BY_ONE, target: 20 },
+  { name: 'HTTP 16 concurrent / transformers+PEFT shared-prefix batch', num: 'http concurrent 16', den: PEFT_SHARED, target: 3 },
 ]
 
 const rate = (t: Throughput) => t.tokens / t.seconds
@@ -35,9 +40,11 @@ export interface ReportInput {
   bareRuns: Array<{ runSeconds: number; seconds: number }>
   ratios: RatioSpec[]
   rounds: number
+  /** Variants that could not run here, and why. */
+  skipped?: string[]
 }
 
-export function report({ measured, machine, profile, bareRuns, ratios, rounds }: ReportInput): string {
+export function report({ measured, machine, profile, bareRuns, ratios, rounds, skipped = [] }: ReportInput): string {
   const lines: string[] = []
   const w = WORKLOAD
   lines.push(`Workload: llama 15m (generated, seed 0), ${w.streams} requests × ${w.promptTokens} prompt tokens → ${w.newTokens} new tokens, ` +
@@ -52,6 +59,8 @@ export function report({ measured, machine, profile, bareRuns, ratios, rounds }:
     lines.push(`| ${v} | ${measured.rounds[0][v].tokens} | ${fmt(s.median)} | ${fmt(s.min)} | ${fmt(s.max)} |`)
   }
   lines.push('')
+  for (const s of skipped) lines.push(`Skipped: ${s} (bench/README.md says how to install them).`)
+  if (skipped.length > 0) lines.push('')
   lines.push('| ratio (within each round, then median over rounds) | median | min | max | target |')
   lines.push('|---|---|---|---|---|')
   for (const r of ratios) {
@@ -75,6 +84,10 @@ export function report({ measured, machine, profile, bareRuns, ratios, rounds }:
   lines.push(`| bare loop, share of time in session.run | ${fmt(spread(bareShare).median * 100, 1)} % |`)
   lines.push(`| sampler select(), per row, greedy with logprob (log-sum-exp over the vocabulary) | ${fmt(profile.selectWithLogprobUs / 1000, 3)} |`)
   lines.push(`| sampler select(), per row, greedy without logprob | ${fmt(profile.selectWithoutLogprobUs / 1000, 3)} |`)
+  const j = profile.joins
+  const pct = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]
+  lines.push(`| a request joining ${j.runningRows} running rows: time to first token, p50 / p99 (${j.ttftMs.length} joins) | ${fmt(pct(j.ttftMs, 0.5), 1)} / ${fmt(pct(j.ttftMs, 0.99), 1)} |`)
+  lines.push(`| … the stall it causes the running rows (their step minus a plain decode step of ${fmt(j.decodeStepMs, 1)} ms), p50 / p99 | ${fmt(pct(j.stallMs, 0.5), 1)} / ${fmt(pct(j.stallMs, 0.99), 1)} |`)
   lines.push('')
   lines.push(`In-process engine throughput for that run: ${fmt(profile.tokens / profile.seconds)} tokens/s over ${profile.steps} steps.`)
   lines.push('')

@@ -20,6 +20,7 @@ import { runEngineBatch, type BatchRow, type Throughput } from './engine-batch.j
 import { httpConcurrent, httpSequential, startServer, writePrefixFolder, type GenerateBody } from './http-bench.js'
 import { machineInfo } from './machine.js'
 import { promptOfTokens } from './prompt-text.js'
+import { startPythonReferences } from './python-variants.js'
 import { report, RATIOS, type Measured } from './report.js'
 import { SideWorker } from './side-client.js'
 import { alternate } from './stats.js'
@@ -29,6 +30,7 @@ const { values: args } = parseArgs({
   options: {
     rounds: { type: 'string', default: '5' },
     'cache-dir': { type: 'string', default: '.cache/bench' },
+    python: { type: 'string', default: 'python3' },
   },
 })
 const rounds = Number(args.rounds)
@@ -57,6 +59,7 @@ const bodies: GenerateBody[] = prefixIds.map((id, i) => ({
 const modelFile = await findModelFile(modelDir)
 const bare = await BareLoop.create(modelFile, threads, spec.vocabSize)
 const side = await SideWorker.start({ modelDir, modelFile, threads, vocabSize: spec.vocabSize, prefixes, prompts, newTokens })
+const python = await startPythonReferences(args.python!, prefixDir, { modelDir, modelFile, threads, prompts, prefixes, newTokens }, log)
 
 const rows = (n: number, shared: boolean): BatchRow[] =>
   prompts.slice(0, n).map((promptIds, i) => ({ promptIds, adapterKeys: [shared ? 'shared' : `mixed-${i}`] }))
@@ -81,6 +84,7 @@ const variants: Array<{ name: string; run: () => Promise<Throughput> }> = [
   { name: 'http sequential 16', run: () => httpSequential(server.url, bodies) },
   // The same loop on the main thread, beside the idle HTTP server: for the record.
   { name: 'bare loop 16 (main thread)', run: () => bare.run(prefixes, prompts, newTokens) },
+  ...python.variants,
 ]
 
 const measured: Measured = { rounds: [], variants: variants.map((v) => v.name) }
@@ -94,11 +98,13 @@ try {
   }
   log('profiling the engine step loop on a worker thread')
   const profile = await side.profile()
-  const text = report({ measured, machine: machineInfo(), profile, bareRuns: bareRuns.slice(1), ratios: RATIOS, rounds })
+  const ratios = RATIOS.filter((r) => measured.variants.includes(r.num) && measured.variants.includes(r.den))
+  const text = report({ measured, machine: machineInfo(), profile, bareRuns: bareRuns.slice(1), ratios, rounds, skipped: python.skipped })
   process.stdout.write(text)
   await mkdir(cacheDir, { recursive: true })
   await writeFile(join(cacheDir, 'last.json'), JSON.stringify({ measured, profile, bareRuns }, null, 1))
 } finally {
+  python.close()
   await side.close()
   await server.app.close()
   await rm(prefixDir, { recursive: true, force: true })

@@ -7,6 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { readFileSync } from 'node:fs'
 import type { Config } from './config/schema.js'
 import { errorHandler, notFoundHandler } from './server/error-handler.js'
+import { strictAjv } from './server/strict-ajv.js'
 import { capConnections, timeoutOptions } from './server/connection-guard.js'
 import { frameworkErrors, MAX_PARAM_LENGTH } from './server/openai/framework-errors.js'
 import { enginePlugin } from './server/engine-plugin.js'
@@ -64,11 +65,7 @@ export async function buildApp({ config, modelDir, logger }: AppOptions): Promis
     frameworkErrors,
     // Read timeouts and keep-alive: a client that stalls mid-request is closed.
     ...timeoutOptions(config),
-    ajv: {
-      // Strict input: "7" is not 7, null is not 0, and unknown fields are
-      // errors, never silently dropped.
-      customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
-    },
+    ajv: strictAjv,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   capConnections(app.server, config, app.log)

@@ -6,7 +6,7 @@
  * ForwardRunner, so this loop is the same for every model.
  */
 import { buildDecode, buildPrefill } from './batch/forward-feed.js'
-import { advance, compact, emptyKvState, type KvShape, type KvState } from './batch/kv-state.js'
+import { appendStep, compact, emptyKvState, prefillState, withRoom, type KvShape, type KvState } from './batch/kv-state.js'
 import { epochMs } from '../domain/clock.js'
 import type { ForwardResult } from './forward-runner.js'
 import type { Generation } from './generation.js'
@@ -66,12 +66,13 @@ export class EngineLoop extends StepLoop {
   /** One decode pass: every running row feeds its last token. */
   private async decode(events: TokenEvent[]): Promise<void> {
     const rows = this.state.rowIds.map((id) => this.scheduler.runningRequest(id)!)
+    this.state = withRoom(this.shape, this.state)
     const feed = buildDecode(this.state, rows.map((g) => g.lastToken))
     feed.loraRows = rows.map((g) => g.lora)
     this.lastBatchSize = rows.length
     const out = await this.runGuarded(rows, () => this.forward.run(feed))
     if (!out) return
-    this.state = advance(this.state, out.presentKeys, out.presentValues, feed.attentionMask)
+    appendStep(this.shape, this.state, out.stepKeys, out.stepValues)
     rows.forEach((g, r) => this.sampleRow(g, () => g.step(out.logits, r * this.vocabSize), events))
   }
 
@@ -84,7 +85,7 @@ export class EngineLoop extends StepLoop {
     if (!out) return null
     // Prompts are left-padded, so every row's last prompt token is the last column.
     admitted.forEach((g, r) => this.sampleRow(g, () => g.prefillStep(out.logits, r * feed.seqLen * this.vocabSize, feed.seqLen), events, admittedAt))
-    return { ...state, keys: out.presentKeys, values: out.presentValues }
+    return prefillState(this.shape, feed, state.rowIds, state.nextPosition, out.stepKeys, out.stepValues)
   }
 
   private retireFinished(events: TokenEvent[]): void {

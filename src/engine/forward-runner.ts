@@ -11,8 +11,9 @@ import type { OnnxSignature } from './onnx-signature.js'
 export interface ForwardResult {
   /** [batch, seqLen, vocab] */
   logits: Float32Array
-  presentKeys: Float32Array[]
-  presentValues: Float32Array[]
+  /** Per layer, the keys/values of the positions this pass computed: [batch, kvHeads, seqLen, headDim]. */
+  stepKeys: Float32Array[]
+  stepValues: Float32Array[]
 }
 
 export class ForwardRunner {
@@ -61,10 +62,22 @@ export class ForwardRunner {
     }
     Object.assign(feeds, this.loraTensors.get(feed.loraRows ?? new Array(batch).fill(null)))
     const out = await this.session.run(feeds)
+    const columns = (size: number) => (name: string) =>
+      sig.presentIsStep ? (out[name].data as Float32Array) : lastColumns(out[name].data as Float32Array, batch * H, pastLen + seqLen, seqLen, size)
     return {
       logits: out[sig.logits].data as Float32Array,
-      presentKeys: sig.presentKeys.map((n) => out[n].data as Float32Array),
-      presentValues: sig.presentValues.map((n) => out[n].data as Float32Array),
+      stepKeys: sig.presentKeys.map(columns(D)),
+      stepValues: sig.presentValues.map(columns(this.shape.valueHeadDim ?? D)),
     }
   }
+}
+
+/** The last `count` of `length` columns of each of `blocks` [length, width] blocks: a graph without step outputs returns past + new. */
+function lastColumns(present: Float32Array, blocks: number, length: number, count: number, width: number): Float32Array {
+  const out = new Float32Array(blocks * count * width)
+  for (let b = 0; b < blocks; b++) {
+    const from = (b * length + length - count) * width
+    out.set(present.subarray(from, from + count * width), b * count * width)
+  }
+  return out
 }

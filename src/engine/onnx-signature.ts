@@ -21,8 +21,11 @@ export interface OnnxSignature {
   /** pastKeys[i] / pastValues[i]: input names of layer i. */
   pastKeys: string[]
   pastValues: string[]
+  /** Output names of layer i's keys/values: the whole present (past + new), or only the new columns when `presentIsStep`. */
   presentKeys: string[]
   presentValues: string[]
+  /** The graph returns only the columns a pass computed (graph/kv-step-outputs.ts), not past + new. */
+  presentIsStep: boolean
   logits: string
   /** Head size of values as the graph states it (a number), when it does. */
   valueHeadDim?: number
@@ -37,6 +40,7 @@ export interface TensorMeta {
 
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/
 const PRESENT = /^present\.(\d+)\.(key|value)$/
+const PRESENT_STEP = /^present_step\.(\d+)\.(key|value)$/
 
 function byLayer(names: readonly string[], pattern: RegExp, what: string, layers: number): [string[], string[]] {
   const keys: string[] = []
@@ -76,7 +80,10 @@ export function readSignature(
   }
   if (!outputNames.includes('logits')) throw new ModelLoadError("model.onnx has no 'logits' output")
   const [pastKeys, pastValues] = byLayer(inputNames, PAST, 'past_key_values inputs', spec.numLayers)
-  const [presentKeys, presentValues] = byLayer(outputNames, PRESENT, 'present outputs', spec.numLayers)
+  const presentIsStep = outputNames.some((n) => PRESENT_STEP.test(n))
+  const [presentKeys, presentValues] = presentIsStep
+    ? byLayer(outputNames, PRESENT_STEP, 'present_step outputs', spec.numLayers)
+    : byLayer(outputNames, PRESENT, 'present outputs', spec.numLayers)
   // The graph's own shapes are the truth; config.json must agree with them.
   const firstKey = inputs.find((i) => i.name === pastKeys[0])
   const firstValue = inputs.find((i) => i.name === pastValues[0])
@@ -94,6 +101,7 @@ export function readSignature(
     pastValues,
     presentKeys,
     presentValues,
+    presentIsStep,
     logits: 'logits',
     ...(typeof valueDim === 'number' && valueDim > 0 ? { valueHeadDim: valueDim } : {}),
   }

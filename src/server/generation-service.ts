@@ -1,7 +1,8 @@
 /**
- * Turns a validated /generate body into an engine request and collects its
- * result: parameter defaults, prefix resolution, the position budget check,
- * and cancellation when the client goes away.
+ * Turns a GenerationRequest (what a front end made of its body) into an
+ * engine request and collects its result: validation, parameter defaults,
+ * prefix resolution, the position budget check, and cancellation when the
+ * client goes away.
  */
 import type { Config } from '../config/schema.js'
 import type { EngineClient } from '../engine/engine-client.js'
@@ -14,7 +15,7 @@ import { errorTypeOf, type CodedError } from '../domain/error-table.js'
 import { epochMs } from '../domain/clock.js'
 import type { Principal } from '../auth/api-keys.js'
 import type { ResolvedPrefix } from '../prefixes/store/prefix-record.js'
-import type { GenerateBodyT } from './schemas/generate.js'
+import { invalidField, type GenerationRequest } from './generation-request.js'
 import { positionBudgetProblem } from './position-budget.js'
 
 export interface PrefixResolver {
@@ -25,14 +26,13 @@ export interface PrefixResolver {
 /** Who calls when no authentication is configured: everyone, with every right. */
 export const OPEN_PRINCIPAL: Principal = { tenant: 'anonymous', role: 'admin' }
 
+/** A validated request, as the engine will run it; read-only from here on. */
 export interface PreparedRequest {
   /** When the request arrived (epoch ms), for queue and latency metrics. */
-  arrivedAt: number
-  promptIds: number[]
-  prefixes: ResolvedPrefix[]
-  params: GenerationParams
-  details: boolean
-  returnFullText: boolean
+  readonly arrivedAt: number
+  readonly promptIds: number[]
+  readonly prefixes: ResolvedPrefix[]
+  readonly params: Readonly<GenerationParams>
 }
 
 export interface RequestTimings {
@@ -62,23 +62,6 @@ export interface RequestReport {
   timings: RequestTimings
 }
 
-type Params = NonNullable<GenerateBodyT['parameters']>
-
-/** One id, ids joined by '+' (a pair in a single-id field such as OpenAI's `model`), or a list. */
-function idList(ref: string | string[] | null | undefined): string[] | null {
-  if (ref === null || ref === undefined) return null
-  return Array.isArray(ref) ? ref : ref.split('+')
-}
-
-function prefixIds(p: Params): string[] {
-  const a = idList(p.prefix_id)
-  const b = idList(p.adapter_id)
-  if (a !== null && b !== null && JSON.stringify(a) !== JSON.stringify(b)) {
-    throw new ValidationError('parameters.prefix_id and parameters.adapter_id name different prefixes; give one')
-  }
-  return a ?? b ?? []
-}
-
 export class GenerationService {
   private running = 0
 
@@ -95,49 +78,40 @@ export class GenerationService {
     return this.running
   }
 
-  /** `signal`: the client went away; checked after each awaited step, so no work is done for a gone client. */
-  async prepare(body: GenerateBodyT, principal: Principal = OPEN_PRINCIPAL, signal?: AbortSignal): Promise<PreparedRequest> {
+  /**
+   * Validates the request once and resolves what it names: the result is final.
+   * `signal`: the client went away; checked after each awaited step, so no work is done for a gone client.
+   */
+  async prepare(request: GenerationRequest, principal: Principal = OPEN_PRINCIPAL, signal?: AbortSignal): Promise<PreparedRequest> {
     const arrivedAt = epochMs()
-    const p: Params = body.parameters ?? {}
     const { config } = this
-    if (body.inputs.length > config.MAX_INPUT_CHARS) {
-      throw new ValidationError(`inputs is ${body.inputs.length} characters long; the limit is ${config.MAX_INPUT_CHARS}`)
+    if (request.inputs.length > config.MAX_INPUT_CHARS) {
+      throw invalidField('inputs', `inputs is ${request.inputs.length} characters long; the limit is ${config.MAX_INPUT_CHARS}`)
     }
-    const stop = p.stop ?? []
-    if (stop.length > config.MAX_STOP_SEQUENCES) {
-      throw new ValidationError(`parameters.stop has ${stop.length} sequences; the limit is ${config.MAX_STOP_SEQUENCES}`)
+    if (request.stop.length > config.MAX_STOP_SEQUENCES) {
+      throw invalidField('stop', `stop has ${request.stop.length} sequences; the limit is ${config.MAX_STOP_SEQUENCES}`)
     }
-    const prefixes = await Promise.all(prefixIds(p).map((id) => this.prefixes.resolve(id, principal)))
+    const prefixes = await Promise.all(request.prefixIds.map((id) => this.prefixes.resolve(id, principal)))
     if (signal?.aborted) throw new CancelledError('the client went away')
     // Off the HTTP thread when long: a maximum-size prompt must not stall /health.
-    const promptIds = await this.tokenizer.encode(body.inputs)
+    const promptIds = await this.tokenizer.encode(request.inputs)
     if (signal?.aborted) throw new CancelledError('the client went away')
-    const maxNewTokens = p.max_new_tokens ?? config.DEFAULT_MAX_NEW_TOKENS
+    const maxNewTokens = request.maxNewTokens ?? config.DEFAULT_MAX_NEW_TOKENS
     const prefixLen = prefixes.reduce((n, x) => n + x.numVirtualTokens, 0)
     const overflow = positionBudgetProblem(this.engine.spec, prefixLen, promptIds.length, maxNewTokens)
     if (overflow !== null) throw new PromptTooLongError(overflow)
-    // As TGI: any active warper turns sampling on, whatever do_sample says.
-    const warpers = (p.temperature != null && p.temperature !== 1) || p.top_k != null || (p.top_p != null && p.top_p < 1)
-    const sampling = this.samplingParams({
-      doSample: (p.do_sample ?? false) || warpers,
-      temperature: p.temperature ?? undefined,
-      topK: p.top_k ?? undefined,
-      topP: p.top_p ?? undefined,
-      repetitionPenalty: p.repetition_penalty ?? undefined,
-      seed: p.seed ?? undefined,
-    })
     return {
       arrivedAt,
       promptIds,
       prefixes,
-      details: p.details ?? false,
-      returnFullText: p.return_full_text ?? false,
       params: {
-        ...sampling,
+        ...this.samplingParams(request.sampling),
         maxNewTokens,
-        stop,
+        stop: request.stop,
         deadline: Date.now() + config.REQUEST_TIMEOUT_MS,
         tenant: principal.tenant,
+        logprobs: request.logprobs !== null,
+        ...(request.logprobs !== null ? { topLogprobs: request.logprobs.top, promptLogprobs: request.logprobs.prompt } : {}),
       },
     }
   }

@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildDecode, buildPrefill } from '../../src/engine/batch/forward-feed.js'
-import { compact } from '../../src/engine/batch/kv-state.js'
+import { compact, prefillState } from '../../src/engine/batch/kv-state.js'
 import { findModelFile } from '../../src/engine/onnx-session.js'
 import { readSignature, type TensorMeta } from '../../src/engine/onnx-signature.js'
 import { readModelSpec, specFromConfig } from '../../src/engine/model-config.js'
@@ -119,13 +119,16 @@ t.test('keys and values of different head sizes (latent attention) batch and re-
     for (let r = 0; r < 2; r++) for (let h = 0; h < 2; h++) for (let s = 0; s < 3; s++) for (let d = 0; d < size; d++) out[((r * 2 + h) * 3 + s) * size + d] = 100 * r + 10 * h + s + d / 10
     return out
   }
-  const full = { ...state, keys: [present(3)], values: [present(2)] }
+  // No past: the pass's new columns are all of present.
+  const full = prefillState(shape, feed, state.rowIds, state.nextPosition, [present(3)], [present(2)])
   // Row 2's prompt was left-padded: slots 0 and 1 are holes that re-packing drops.
   const packed = compact(shape, [{ state: full, row: 1 }])
   t.equal(packed.length, 1)
+  const C = packed.capacity
   const f32 = (xs: number[]) => xs.map(Math.fround)
-  t.same([...packed.keys[0]], f32([102, 102.1, 102.2, 112, 112.1, 112.2]), 'keys keep three elements per head')
-  t.same([...packed.values[0]], f32([102, 102.1, 112, 112.1]), 'values keep two')
+  const head = (buf: Float32Array, h: number, size: number) => [...buf.subarray(h * C * size, h * C * size + size)]
+  t.same([...head(packed.keys[0], 0, 3), ...head(packed.keys[0], 1, 3)], f32([102, 102.1, 102.2, 112, 112.1, 112.2]), 'keys keep three elements per head')
+  t.same([...head(packed.values[0], 0, 2), ...head(packed.values[0], 1, 2)], f32([102, 102.1, 112, 112.1]), 'values keep two')
   const decode = buildDecode(packed, [9])
-  t.same([decode.pastValues[0].length, decode.pastKeys[0].length], [4, 6])
+  t.same([decode.pastValues[0].length, decode.pastKeys[0].length], [2 * C * 2, 2 * C * 3])
 })

@@ -69,7 +69,8 @@ export class InProcessEngine {
     const recording: Forward = {
       run: async (feed) => {
         const result = await runner.run(feed)
-        engine!.pendingPasses.push({ feed, result })
+        // The engine appends to its cache and mask in place after the pass: keep the mask as this pass saw it.
+        engine!.pendingPasses.push({ feed: { ...feed, attentionMask: feed.attentionMask.slice() }, result })
         return result
       },
     }

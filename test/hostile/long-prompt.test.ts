@@ -8,6 +8,7 @@ import t from 'tap'
 import { request } from 'undici'
 import { INLINE_MAX_CHARS, OffThreadEncoder } from '../../src/engine/prompt-encoder.js'
 import { TextTokenizer } from '../../src/engine/tokenizer.js'
+import { fromGenerateBody } from '../../src/server/tgi-request.js'
 import { startApp } from '../helpers/app.js'
 import { generatedModel } from '../helpers/tiny-model.js'
 
@@ -17,7 +18,7 @@ const prompt = 'Once upon a time there was a little dog. '.repeat(1600).slice(0,
 
 t.test('/health answers while a maximum-size prompt is being tokenized', async (t) => {
   let prepared = false
-  const preparing = app.generation.prepare({ inputs: prompt }).then(
+  const preparing = app.generation.prepare(fromGenerateBody({ inputs: prompt }, false)).then(
     () => (prepared = true),
     (err: unknown) => {
       prepared = true

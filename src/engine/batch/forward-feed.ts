@@ -51,7 +51,10 @@ export const VIRTUAL_TOKEN_ID = -1n
  * first past slot (see row-layout.ts).
  * Returns the feed and the state the outputs will describe once run.
  */
-export function buildPrefill(shape: KvShape, rows: readonly PrefillRow[]): { feed: ForwardFeed; state: Omit<KvState, 'keys' | 'values'> } {
+export function buildPrefill(
+  shape: KvShape,
+  rows: readonly PrefillRow[],
+): { feed: ForwardFeed; state: Pick<KvState, 'rowIds' | 'length' | 'mask' | 'nextPosition'> } {
   const { numLayers, numKvHeads: H, headDim: D } = shape
   const Dv = shape.valueHeadDim ?? D
   const b = rows.length
@@ -110,25 +113,26 @@ function embedsBuffer(layouts: readonly RowLayout[], batch: number, seqLen: numb
 
 /**
  * One decode step: every running row feeds its last token at its next
- * position. Its attention mask is the state's plus a column of ones, and
- * becomes the next state's mask (advance).
+ * position. The past is the state's whole capacity and the mask is the
+ * state's own (its unused columns are 0, its last column is this token), so
+ * the only arrays built per step are the batch's token and position ids.
  */
 export function buildDecode(state: KvState, lastTokens: readonly number[]): ForwardFeed {
   const b = state.rowIds.length
-  const T = state.length
-  const attentionMask = new BigInt64Array(b * (T + 1))
+  const inputIds = new BigInt64Array(b)
+  const positionIds = new BigInt64Array(b)
   for (let r = 0; r < b; r++) {
-    attentionMask.set(state.mask.subarray(r * T, (r + 1) * T), r * (T + 1))
-    attentionMask[r * (T + 1) + T] = 1n
+    inputIds[r] = BigInt(lastTokens[r])
+    positionIds[r] = BigInt(state.nextPosition[r])
   }
   return {
     batch: b,
     seqLen: 1,
-    pastLen: T,
-    inputIds: BigInt64Array.from(lastTokens, (t) => BigInt(t)),
+    pastLen: state.capacity,
+    inputIds,
     inputsEmbeds: null,
-    positionIds: BigInt64Array.from(state.nextPosition, (p) => BigInt(p)),
-    attentionMask,
+    positionIds,
+    attentionMask: state.mask,
     pastKeys: state.keys,
     pastValues: state.values,
   }

@@ -1,15 +1,23 @@
 /**
  * The running batch's key/value cache, as the model wants it: per layer one key
- * and one value tensor [rows, kvHeads, length, headDim], plus a 0/1 mask
- * [rows, length] saying which positions are real. Rows are request ids.
+ * and one value tensor [rows, kvHeads, capacity, headDim], plus a 0/1 mask
+ * [rows, capacity + 1] saying which positions are real. Rows are request ids.
  *
- * While membership does not change, a decode step's `present` outputs become
- * the next step's past as they are (no copy in JavaScript), and the step's
- * attention mask becomes the next mask: the mask is kept in the int64 form the
- * model takes, so nothing is converted per step. When rows join or leave, `compact` re-packs every row densely
- * and right-aligned, which also drops the holes that prefill padding and
- * departed long rows leave behind.
+ * The cache is allocated with room to grow: a decode pass feeds all `capacity`
+ * columns as past (the unused ones masked out), the graph returns only the
+ * columns it computed (graph/kv-step-outputs.ts), and `appendStep` writes them
+ * into column `length` in place. So nothing of the size of the cache is
+ * allocated, copied or converted per step; onnxruntime-node copies every output
+ * it returns into a new zero-filled buffer, which for a returned `present` was
+ * the whole cache each step (docs/performance.md). The mask's last column is
+ * always 1: it is the token being decoded, and the mask is fed as it is.
+ *
+ * When rows join or leave, or the room runs out, `compact` re-packs every row
+ * densely and right-aligned into fresh buffers with new room, which also drops
+ * the holes that prefill padding and departed long rows leave behind.
  */
+import type { ForwardFeed } from './forward-feed.js'
+
 export interface KvShape {
   numLayers: number
   numKvHeads: number
@@ -21,30 +29,48 @@ export interface KvShape {
 
 export interface KvState {
   rowIds: number[]
+  /** Columns in use: the next decode pass writes its token's keys/values into column `length`. */
   length: number
+  /** Columns allocated (>= length). */
+  capacity: number
   keys: Float32Array[]
   values: Float32Array[]
-  /** mask[r * length + t] = 1n where row r has a real position t: the model's attention_mask. */
+  /** mask[r * (capacity + 1) + t] = 1n where row r has a real position t; the last column is 1n. The model's attention_mask. */
   mask: BigInt64Array
   /** Position id of each row's next token. */
   nextPosition: number[]
 }
 
-export function emptyKvState(shape: KvShape): KvState {
+/** Free columns a re-packed cache gets: enough for 32 steps, or an eighth more for long ones (copies amortize, masked columns stay few). */
+export function roomFor(length: number): number {
+  return Math.max(32, length >> 3)
+}
+
+function allocate(shape: KvShape, rowIds: number[], length: number, capacity: number, nextPosition: number[]): KvState {
+  const { numLayers, numKvHeads: H, headDim: D } = shape
+  const Dv = shape.valueHeadDim ?? D
+  const rows = rowIds.length
+  const mask = new BigInt64Array(rows * (capacity + 1))
+  for (let r = 0; r < rows; r++) mask[r * (capacity + 1) + capacity] = 1n
   return {
-    rowIds: [],
-    length: 0,
-    keys: Array.from({ length: shape.numLayers }, () => new Float32Array(0)),
-    values: Array.from({ length: shape.numLayers }, () => new Float32Array(0)),
-    mask: new BigInt64Array(0),
-    nextPosition: [],
+    rowIds,
+    length,
+    capacity,
+    keys: Array.from({ length: numLayers }, () => new Float32Array(rows * H * capacity * D)),
+    values: Array.from({ length: numLayers }, () => new Float32Array(rows * H * capacity * Dv)),
+    mask,
+    nextPosition,
   }
 }
 
-/** The runs [start, end) of real positions in one row of a mask. */
-function realRuns(mask: BigInt64Array, row: number, length: number): Array<[number, number]> {
+export function emptyKvState(shape: KvShape): KvState {
+  return allocate(shape, [], 0, 0, [])
+}
+
+/** The runs [start, end) of real positions in row `row` of a mask `width` wide, among its first `length` columns. */
+function realRuns(mask: BigInt64Array, row: number, width: number, length: number): Array<[number, number]> {
   const runs: Array<[number, number]> = []
-  const base = row * length
+  const base = row * width
   let t = 0
   while (t < length) {
     while (t < length && mask[base + t] === 0n) t++
@@ -62,34 +88,33 @@ interface RowSource {
 
 /**
  * Builds a new state holding the given rows (from one or more states, in that
- * order), each packed densely against the right edge.
+ * order), each packed densely against column `length`, with room to grow.
  */
 export function compact(shape: KvShape, sources: RowSource[]): KvState {
   const { numLayers, numKvHeads: H, headDim: D } = shape
   const Dv = shape.valueHeadDim ?? D
-  const runsPerRow = sources.map((s) => realRuns(s.state.mask, s.row, s.state.length))
+  const runsPerRow = sources.map((s) => realRuns(s.state.mask, s.row, s.state.capacity + 1, s.state.length))
   const realCounts = runsPerRow.map((runs) => runs.reduce((n, [a, b]) => n + b - a, 0))
   const length = Math.max(0, ...realCounts)
-  const rows = sources.length
-  const out: KvState = {
-    rowIds: sources.map((s) => s.state.rowIds[s.row]),
+  const capacity = sources.length === 0 ? 0 : length + roomFor(length)
+  const out = allocate(
+    shape,
+    sources.map((s) => s.state.rowIds[s.row]),
     length,
-    keys: Array.from({ length: numLayers }, () => new Float32Array(rows * H * length * D)),
-    values: Array.from({ length: numLayers }, () => new Float32Array(rows * H * length * Dv)),
-    mask: new BigInt64Array(rows * length),
-    nextPosition: sources.map((s) => s.state.nextPosition[s.row]),
-  }
+    capacity,
+    sources.map((s) => s.state.nextPosition[s.row]),
+  )
   sources.forEach((src, r) => {
     const offset = length - realCounts[r]
-    out.mask.fill(1n, r * length + offset, (r + 1) * length)
-    const T = src.state.length
+    out.mask.fill(1n, r * (capacity + 1) + offset, r * (capacity + 1) + length)
+    const T = src.state.capacity
     for (let layer = 0; layer < numLayers; layer++) {
       for (const [from, to, size] of [
         [src.state.keys[layer], out.keys[layer], D],
         [src.state.values[layer], out.values[layer], Dv],
       ] as const) {
         for (let h = 0; h < H; h++) {
-          let dst = ((r * H + h) * length + offset) * size
+          let dst = ((r * H + h) * capacity + offset) * size
           const srcBase = (src.row * H + h) * T
           for (const [a, b] of runsPerRow[r]) {
             to.set(from.subarray((srcBase + a) * size, (srcBase + b) * size), dst)
@@ -102,18 +127,71 @@ export function compact(shape: KvShape, sources: RowSource[]): KvState {
   return out
 }
 
+/** The state itself when it has a free column for the next token, else the same rows re-packed with new room. */
+export function withRoom(shape: KvShape, state: KvState): KvState {
+  if (state.length < state.capacity) return state
+  return compact(
+    shape,
+    state.rowIds.map((_, row) => ({ state, row })),
+  )
+}
+
 /**
- * Takes a decode step's outputs as the new state: its present tensors are the
- * new past, and its attention mask (the old mask plus a column of ones, see
- * buildDecode) is the new mask.
+ * Writes a decode pass's new columns (per layer [rows, kvHeads, 1, headDim])
+ * into column `length` of every row, in place, and marks it real.
  */
-export function advance(state: KvState, presentKeys: Float32Array[], presentValues: Float32Array[], stepMask: BigInt64Array): KvState {
-  return {
-    rowIds: state.rowIds,
-    length: state.length + 1,
-    keys: presentKeys,
-    values: presentValues,
-    mask: stepMask,
-    nextPosition: state.nextPosition.map((p) => p + 1),
+export function appendStep(shape: KvShape, state: KvState, stepKeys: Float32Array[], stepValues: Float32Array[]): void {
+  const { numLayers, numKvHeads: H, headDim: D } = shape
+  const Dv = shape.valueHeadDim ?? D
+  const { capacity, length } = state
+  if (length >= capacity) throw new RangeError(`no free column: length ${length}, capacity ${capacity}`)
+  const rowsTimesHeads = state.rowIds.length * H
+  for (let layer = 0; layer < numLayers; layer++) {
+    const keys = state.keys[layer]
+    const values = state.values[layer]
+    const newKeys = stepKeys[layer]
+    const newValues = stepValues[layer]
+    for (let rh = 0; rh < rowsTimesHeads; rh++) {
+      keys.set(newKeys.subarray(rh * D, rh * D + D), (rh * capacity + length) * D)
+      values.set(newValues.subarray(rh * Dv, rh * Dv + Dv), (rh * capacity + length) * Dv)
+    }
   }
+  for (let r = 0; r < state.rowIds.length; r++) {
+    state.mask[r * (capacity + 1) + length] = 1n
+    state.nextPosition[r]++
+  }
+  state.length = length + 1
+}
+
+/**
+ * The state a prefill pass leaves: its past (the prefix block) followed by the
+ * columns it computed (per layer [rows, kvHeads, seqLen, headDim]), no room
+ * left; the re-pack that merges it into the running batch adds the room.
+ */
+export function prefillState(
+  shape: KvShape,
+  feed: ForwardFeed,
+  rowIds: number[],
+  nextPosition: number[],
+  stepKeys: Float32Array[],
+  stepValues: Float32Array[],
+): KvState {
+  const { numLayers, numKvHeads: H, headDim: D } = shape
+  const Dv = shape.valueHeadDim ?? D
+  const { batch, pastLen, seqLen } = feed
+  const total = pastLen + seqLen
+  const out = allocate(shape, rowIds, total, total, nextPosition)
+  for (let r = 0; r < batch; r++) out.mask.set(feed.attentionMask.subarray(r * total, (r + 1) * total), r * (total + 1))
+  for (let layer = 0; layer < numLayers; layer++) {
+    for (const [past, step, to, size] of [
+      [feed.pastKeys[layer], stepKeys[layer], out.keys[layer], D],
+      [feed.pastValues[layer], stepValues[layer], out.values[layer], Dv],
+    ] as const) {
+      for (let rh = 0; rh < batch * H; rh++) {
+        to.set(past.subarray(rh * pastLen * size, (rh + 1) * pastLen * size), rh * total * size)
+        to.set(step.subarray(rh * seqLen * size, (rh + 1) * seqLen * size), (rh * total + pastLen) * size)
+      }
+    }
+  }
+  return out
 }

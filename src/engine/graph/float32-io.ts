@@ -23,7 +23,7 @@ import { allGraphs } from './graph-index.js'
 
 const HALF_TYPES = new Set<number>([TensorProto_DataType.FLOAT16, TensorProto_DataType.BFLOAT16])
 /** The tensors the engine exchanges with the model as floats. */
-const ENGINE_FLOATS = /^(past_key_values\.\d+\.(key|value)|present\.\d+\.(key|value)|logits|inputs_embeds)$/
+const ENGINE_FLOATS = /^(past_key_values\.\d+\.(key|value)|present(_step)?\.\d+\.(key|value)|logits|inputs_embeds)$/
 
 function tensorType(v: ValueInfoProto) {
   return v.type?.value.case === 'tensorType' ? v.type.value.value : undefined

@@ -7,7 +7,9 @@ import type { GraphRewrite } from './graph-rewrite.js'
 import { float32Io } from './float32-io.js'
 import { inputsEmbedsRewrite } from './inputs-embeds-rewrite.js'
 import { loraRewrite } from './lora-rewrite.js'
+import { kvStepOutputs } from './kv-step-outputs.js'
 import { positionIdsInput } from './position-ids-input.js'
 
+// kv-step-outputs before float32_io (it finds present as its layer's Concat, and float32_io casts what it returns);
 // float32_io last: it puts float32 casts at the boundary of whatever the others made.
-export const MODEL_REWRITES: readonly GraphRewrite[] = [positionIdsInput, inputsEmbedsRewrite, loraRewrite, float32Io]
+export const MODEL_REWRITES: readonly GraphRewrite[] = [positionIdsInput, inputsEmbedsRewrite, loraRewrite, kvStepOutputs, float32Io]

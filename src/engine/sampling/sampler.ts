@@ -117,14 +117,29 @@ export class TokenSampler {
 
     let rawMax = Number.NEGATIVE_INFINITY
     let rawArgmax = 0
-    for (let i = 0; i < vocabSize; i++) {
-      let x = logits[offset + i]
-      if (x !== x) x = Number.NEGATIVE_INFINITY
-      if (x > rawMax) {
-        rawMax = x
-        rawArgmax = i
+    if (copyRow) {
+      for (let i = 0; i < vocabSize; i++) {
+        let x = logits[offset + i]
+        if (x !== x) x = Number.NEGATIVE_INFINITY
+        if (x > rawMax) {
+          rawMax = x
+          rawArgmax = i
+        }
+        scores[i] = x
       }
-      if (copyRow) scores[i] = x
+    } else {
+      // The plain greedy pick, once per row per step: the loop does nothing else
+      // (about half the time of the one above). A NaN never compares greater,
+      // so it counts as -Infinity here too.
+      const end = offset + vocabSize
+      for (let i = offset; i < end; i++) {
+        const x = logits[i]
+        if (x > rawMax) {
+          rawMax = x
+          rawArgmax = i
+        }
+      }
+      rawArgmax -= offset
     }
     if (!(rawMax > Number.NEGATIVE_INFINITY && rawMax < Number.POSITIVE_INFINITY)) {
       throw new NonFiniteLogitsError(`logits row at offset ${offset} has no finite maximum (${rawMax})`)

@@ -11,18 +11,19 @@ export interface TenantQuota {
   maxBytes: number
 }
 
-export async function usageOf(index: PrefixIndex, tenant: string): Promise<{ prefixes: number; bytes: number; byId: Map<string, number> }> {
+/** `pageSize`: records read per call of the index (a test walks several pages with a small one). */
+export async function usageOf(index: PrefixIndex, tenant: string, pageSize = 1000): Promise<{ prefixes: number; bytes: number; byId: Map<string, number> }> {
   const byId = new Map<string, number>()
   let bytes = 0
   let after: string | null = null
   for (;;) {
-    const page = await index.list(after, 1000)
+    const page = await index.list(after, pageSize)
     for (const r of page) {
       if (r.owner !== tenant) continue
       byId.set(r.id, r.bytes)
       bytes += r.bytes
     }
-    if (page.length < 1000) break
+    if (page.length < pageSize) break
     after = page[page.length - 1].id
   }
   return { prefixes: byId.size, bytes, byId }

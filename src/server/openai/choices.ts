@@ -5,10 +5,10 @@
  * matcher in OpenAI's mode, fed the same token texts, finds the same match and
  * holds back any tail that could still become a stop sequence while streaming.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger } from 'fastify'
 import type { PromptToken, TokenEvent } from '../../engine/protocol.js'
 import { StopMatcher } from '../../engine/sampling/stop-sequences.js'
-import type { PreparedRequest } from '../generation-service.js'
+import type { GenerationService, PreparedRequest } from '../generation-service.js'
 import { finishReason } from './generate-request.js'
 
 export type Token = TokenEvent['token']
@@ -32,9 +32,10 @@ export interface ChoicePiece {
   prompt?: PromptToken[]
 }
 
+/** `log`: the request's logger, for each choice's report. */
 export async function runChoices(
-  app: FastifyInstance,
-  request: FastifyRequest,
+  service: GenerationService,
+  log: FastifyBaseLogger,
   choices: PreparedRequest[],
   signal: AbortSignal,
   onPiece?: (piece: ChoicePiece) => void,
@@ -44,7 +45,7 @@ export async function runChoices(
   const cancelAll = () => all.abort()
   signal.addEventListener('abort', cancelAll, { once: true })
   try {
-    return await Promise.all(choices.map((prepared, index) => runOne(app, request, prepared, index, all.signal, onPiece)))
+    return await Promise.all(choices.map((prepared, index) => runOne(service, log, prepared, index, all.signal, onPiece)))
   } catch (err) {
     all.abort()
     throw err
@@ -54,8 +55,8 @@ export async function runChoices(
 }
 
 async function runOne(
-  app: FastifyInstance,
-  request: FastifyRequest,
+  service: GenerationService,
+  log: FastifyBaseLogger,
   prepared: PreparedRequest,
   index: number,
   signal: AbortSignal,
@@ -65,7 +66,7 @@ async function runOne(
   let text = ''
   let reason: 'stop' | 'length' = 'stop'
   let prompt: PromptToken[] | undefined
-  const result = await app.generation.run(prepared, signal, request.log, (e) => {
+  const result = await service.run(prepared, signal, log, (e) => {
     prompt ??= e.prompt
     let piece = matcher.push(e.token.text).emit
     if (e.finish) {

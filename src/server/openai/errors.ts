@@ -7,6 +7,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import type { AjvIssue } from '../../config/ajv-issue.js'
 import { describeValidation, publicError } from '../error-handler.js'
+import { fieldOf, type RequestField } from '../generation-request.js'
 
 /** A request OpenAI clients may send that prefixd cannot serve as asked; `param` names the field. */
 export class OpenAIRequestError extends Error {
@@ -30,6 +31,12 @@ function paramOf(issue: AjvIssue | undefined): string | null {
   if (issue.keyword === 'required') path.push(String(issue.params?.missingProperty))
   return path.length > 0 ? path.join('.') : null
 }
+
+/**
+ * The OpenAI field a refused request field came from. The prompt's field
+ * differs by route (prompt, messages), so it stays unnamed as before.
+ */
+const openAIParam: Partial<Record<RequestField, string>> = { stop: 'stop' }
 
 function errorTypeForStatus(status: number): string {
   if (status === 401) return 'authentication_error'
@@ -61,7 +68,8 @@ export function toOpenAIError(err: FastifyError, request: FastifyRequest): OpenA
   if (err.code === 'PREFIXD_PREFIX_NOT_FOUND') {
     return make(404, `${err.message}: \`model\` names the base model or a prefix id (GET /v1/models lists them)`, 'model', 'model_not_found')
   }
-  return make(shown.status === 422 ? 400 : shown.status, shown.message, null, shown.errorType)
+  const field = fieldOf(err)
+  return make(shown.status === 422 ? 400 : shown.status, shown.message, field ? (openAIParam[field] ?? null) : null, shown.errorType)
 }
 
 export function openAIErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {

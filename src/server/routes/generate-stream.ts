@@ -13,6 +13,7 @@ import { errorResponses } from '../schemas/common.js'
 import { GenerateBody, type GenerateBodyT } from '../schemas/generate.js'
 import { clientGone } from '../client-gone.js'
 import { EventStream } from '../sse.js'
+import { fromGenerateBody } from '../tgi-request.js'
 
 export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
@@ -32,7 +33,9 @@ export const generateStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
 export async function streamGenerate(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, body: GenerateBodyT): Promise<void> {
   const service = app.generation
   const gone = clientGone(reply.raw)
-  const prepared = await service.prepare(body, request.principal, gone)
+  // Every event shows its token's logprob.
+  const prepared = await service.prepare(fromGenerateBody(body, true), request.principal, gone)
+  const promptShown = body.parameters?.return_full_text ? body.inputs : ''
   const prefixIds = prepared.prefixes.map((p) => p.id)
   const stream = new EventStream(reply, { 'x-prefix-id': prefixIds.join(','), 'x-prompt-tokens': String(prepared.promptIds.length) })
   let index = 0
@@ -43,7 +46,7 @@ export async function streamGenerate(app: FastifyInstance, request: FastifyReque
       stream.send({
         index,
         token: e.token,
-        generated_text: last ? (prepared.returnFullText ? body.inputs : '') + last.generatedText : null,
+        generated_text: last ? promptShown + last.generatedText : null,
         details: last
           ? {
               finish_reason: last.reason,

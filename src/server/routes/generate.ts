@@ -8,6 +8,7 @@ import { errorResponses } from '../schemas/common.js'
 import { GenerateBody, GenerateResponse, type GenerateBodyT } from '../schemas/generate.js'
 import type { GenerationResult } from '../generation-service.js'
 import { clientGone } from '../client-gone.js'
+import { fromGenerateBody } from '../tgi-request.js'
 
 const ms = (a: number | undefined, b: number) => (a === undefined ? '' : (a - b).toFixed(3))
 
@@ -30,15 +31,15 @@ function timingHeaders(prefixIds: string[], promptTokens: number, result: Genera
  */
 export async function answerGenerate(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, body: GenerateBodyT) {
   const service = app.generation
+  const details = body.parameters?.details ?? false
   const gone = clientGone(reply.raw)
-  const prepared = await service.prepare(body, request.principal, gone)
   // Without details no logprob is returned: don't pay for computing them.
-  if (!prepared.details) prepared.params.logprobs = false
+  const prepared = await service.prepare(fromGenerateBody(body, details), request.principal, gone)
   const result = await service.run(prepared, gone, request.log)
   const prefixIds = prepared.prefixes.map((p) => p.id)
   void reply.headers(timingHeaders(prefixIds, prepared.promptIds.length, result))
-  const generated_text = (prepared.returnFullText ? body.inputs : '') + result.generatedText
-  if (!prepared.details) return { generated_text }
+  const generated_text = (body.parameters?.return_full_text ? body.inputs : '') + result.generatedText
+  if (!details) return { generated_text }
   return {
     generated_text,
     details: {

@@ -7,7 +7,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { ChatTemplate } from '../openai/chat-template.js'
 import { runChoices, usage } from '../openai/choices.js'
 import { OpenAIRequestError } from '../openai/errors.js'
-import { nowSeconds, prepareChoices, toGenerateBody } from '../openai/generate-request.js'
+import { nowSeconds, prepareChoices, toGenerationRequest } from '../openai/generate-request.js'
 import { chatLogprobs } from '../openai/logprobs.js'
 import { streamAnswer } from '../openai/stream.js'
 import { checkChatFields } from '../openai/unsupported-fields.js'
@@ -43,9 +43,8 @@ export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = as
       const prompt = chatTemplate.render(body.messages)
       const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? null
       const top = body.logprobs === true ? (body.top_logprobs ?? 0) : -1
-      const generateBody = toGenerateBody(app, body, prompt, maxTokens)
       const logprobs = top >= 0 ? { top, prompt: false } : null
-      const choices = await prepareChoices(app, request, generateBody, body.n ?? 1, logprobs)
+      const choices = await prepareChoices(app, request.principal, toGenerationRequest(app, body, prompt, maxTokens, logprobs), body.n ?? 1)
       const id = `chatcmpl-${randomUUID()}`
       const created = nowSeconds()
       const promptTokens = choices[0].promptIds.length
@@ -54,7 +53,7 @@ export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = as
         return streamAnswer(request, reply, async (send, signal) => {
           const chunk = (choice: object[], extra: object = {}) => ({ id, object: 'chat.completion.chunk', created, model: body.model, choices: choice, ...extra })
           choices.forEach((_, index) => send(chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }])))
-          const results = await runChoices(app, request, choices, signal, (p) => {
+          const results = await runChoices(app.generation, request.log, choices, signal, (p) => {
             const logprobs = top >= 0 ? chatLogprobs([p.token]) : null
             if (p.text !== '' || logprobs !== null) send(chunk([{ index: p.index, delta: { content: p.text }, logprobs, finish_reason: null }]))
             if (p.finishReason) send(chunk([{ index: p.index, delta: {}, logprobs: null, finish_reason: p.finishReason }]))
@@ -63,7 +62,7 @@ export const openAIChatRoutes: FastifyPluginAsyncTypebox<ChatRoutesOptions> = as
         })
       }
 
-      const results = await runChoices(app, request, choices, clientGone(reply.raw))
+      const results = await runChoices(app.generation, request.log, choices, clientGone(reply.raw))
       return {
         id,
         object: 'chat.completion' as const,

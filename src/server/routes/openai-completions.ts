@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { runChoices, usage } from '../openai/choices.js'
-import { nowSeconds, prepareChoices, toGenerateBody } from '../openai/generate-request.js'
+import { nowSeconds, prepareChoices, toGenerationRequest } from '../openai/generate-request.js'
 import { completionLogprobs } from '../openai/logprobs.js'
 import { streamAnswer } from '../openai/stream.js'
 import { checkCompletionFields } from '../openai/unsupported-fields.js'
@@ -36,7 +36,7 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
       // As OpenAI numbers them: prompt i's choices are i·n ... i·n + n - 1.
       const perPrompt = await Promise.all(
         prompts.map((prompt) =>
-          prepareChoices(app, request, toGenerateBody(app, body, prompt, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS), n, logprobs),
+          prepareChoices(app, request.principal, toGenerationRequest(app, body, prompt, body.max_tokens ?? DEFAULT_COMPLETION_TOKENS, logprobs), n),
         ),
       )
       const choices = perPrompt.flat()
@@ -51,7 +51,7 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
           // Echo comes first in each choice, once, with the prompt's logprobs when asked (they arrive with the first token).
           const offsets = choices.map((_, index) => echoOf(index).length)
           const started = new Set<number>()
-          const results = await runChoices(app, request, choices, signal, (p) => {
+          const results = await runChoices(app.generation, request.log, choices, signal, (p) => {
             if (!started.has(p.index)) {
               started.add(p.index)
               const echo = echoOf(p.index)
@@ -65,7 +65,7 @@ export const openAICompletionRoutes: FastifyPluginAsyncTypebox = async (app) => 
         })
       }
 
-      const results = await runChoices(app, request, choices, clientGone(reply.raw))
+      const results = await runChoices(app.generation, request.log, choices, clientGone(reply.raw))
       return {
         id,
         object: 'text_completion' as const,
