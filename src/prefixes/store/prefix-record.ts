@@ -4,9 +4,10 @@
  * shape, and who owns it. The same JSON travels through Redis, the embedded
  * index files and the HTTP API.
  */
-import type { AdapterKindName } from '../adapter-kind.js'
+import type { AdapterKindName, AdapterShapeFields } from '../adapter-kind.js'
 
-export interface PrefixRecord {
+/** A stored adapter: its id and version, its shape fields (each kind fills its own), and where it came from. */
+export interface PrefixRecord extends AdapterShapeFields {
   id: string
   /** 1 for the first upload, one more for each replacement of the id. */
   version: number
@@ -14,16 +15,6 @@ export interface PrefixRecord {
   sha256: string
   /** The adapter kind; absent in records written before kinds existed, which are prefixes. */
   kind?: AdapterKindName
-  num_virtual_tokens: number
-  /** prefix: the per-layer key/value shape. */
-  num_layers?: number
-  num_kv_heads?: number
-  head_dim?: number
-  /** prompt_tuning, p_tuning: the width of the virtual tokens (the model's hidden size). */
-  hidden_size?: number
-  /** lora: its rank and the leaf modules it updates. */
-  rank?: number
-  target_modules?: string[]
   /** The dtype the uploaded values came in; the stored blob is always F32. */
   dtype: string
   /** Size of the stored blob. */
