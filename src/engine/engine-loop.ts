@@ -1,18 +1,22 @@
 /**
- * The engine's step loop. Each step: expire deadlines, schedule, re-pack the
- * batch if rows left, run one decode pass for the rows already running, then
- * prefill the newly admitted rows (sampling their first token), retire the
- * finished, merge the new rows into the running batch, and emit the tokens. Runs inside the worker; everything model-specific sits behind the
+ * The engine's step loop for decoder-only models. Each step:
+ * - schedule: expire deadlines, admit, re-pack the batch if rows left;
+ * - execute: one decode pass for the rows already running, then one prefill
+ *   pass for the newly admitted rows;
+ * - update: append the decode pass's keys/values, sample every row (the
+ *   decoded first, then the admitted, each taking its first token), retire
+ *   the finished, merge the new rows into the running batch.
+ * Runs inside the worker; everything model-specific sits behind the
  * ForwardRunner, so this loop is the same for every model.
  */
-import { buildDecode, buildPrefill } from './batch/forward-feed.js'
+import { buildDecode, buildPrefill, type ForwardFeed } from './batch/forward-feed.js'
 import { appendStep, compact, emptyKvState, prefillState, withRoom, type KvShape, type KvState } from './batch/kv-state.js'
 import { epochMs } from '../domain/clock.js'
 import type { ForwardResult } from './forward-runner.js'
 import type { Generation } from './generation.js'
 import type { TokenEvent } from './protocol.js'
 import type { SchedulerLimits } from './scheduler.js'
-import { StepLoop, type EngineSink } from './step-loop.js'
+import { StepLoop, type EngineSink, type PassOutcome } from './step-loop.js'
 
 export interface Forward {
   run(feed: ReturnType<typeof buildDecode>): Promise<ForwardResult>
@@ -20,7 +24,19 @@ export interface Forward {
 
 export type { EngineSink } from './step-loop.js'
 
-export class EngineLoop extends StepLoop {
+interface DecoderPlan {
+  /** The running batch's rows, in its row order: they decode. */
+  decoding: Generation[]
+  /** Newly admitted: they prefill. */
+  admit: Generation[]
+}
+
+interface DecoderResults {
+  decode: PassOutcome<ForwardResult> | null
+  prefill: { admittedAt: number; feed: ForwardFeed; state: ReturnType<typeof buildPrefill>['state']; outcome: PassOutcome<ForwardResult> } | null
+}
+
+export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
   private state: KvState
 
   constructor(
@@ -39,20 +55,56 @@ export class EngineLoop extends StepLoop {
     this.enqueue(gen)
   }
 
-  override async step(): Promise<void> {
+  protected override schedule(): DecoderPlan {
     this.expireDeadlines()
-    const plan = this.scheduler.nextStep()
-    const events: TokenEvent[] = []
+    const { admit } = this.scheduler.nextStep()
     // Rows that finished or were cancelled since the last pass leave here.
     if (this.membershipChanged) this.repack([this.state])
-    if (this.state.rowIds.length > 0) await this.decode(events)
+    const decoding = this.state.rowIds.map((id) => this.scheduler.runningRequest(id)!)
+    if (decoding.length > 0) this.lastBatchSize = decoding.length
+    return { decoding, admit }
+  }
+
+  protected override async execute(plan: DecoderPlan): Promise<DecoderResults> {
+    let decode: DecoderResults['decode'] = null
+    if (plan.decoding.length > 0) {
+      // A free column for the position this pass appends (re-packed with spare room only when full).
+      this.state = withRoom(this.shape, this.state)
+      const feed = buildDecode(this.state, plan.decoding.map((g) => g.lastToken))
+      feed.loraRows = plan.decoding.map((g) => g.lora)
+      decode = await this.attempt(() => this.forward.run(feed))
+    }
+    let prefill: DecoderResults['prefill'] = null
+    if (plan.admit.length > 0) {
+      const admittedAt = epochMs()
+      const { feed, state } = buildPrefill(this.shape, plan.admit)
+      feed.loraRows = plan.admit.map((g) => g.lora)
+      prefill = { admittedAt, feed, state, outcome: await this.attempt(() => this.forward.run(feed)) }
+    }
+    return { decode, prefill }
+  }
+
+  protected override update(plan: DecoderPlan, results: DecoderResults): TokenEvent[] {
+    const events: TokenEvent[] = []
+    const decoded = results.decode && this.passed(plan.decoding, results.decode)
+    if (decoded) {
+      appendStep(this.shape, this.state, decoded.stepKeys, decoded.stepValues)
+      plan.decoding.forEach((g, r) => this.sampleRow(g, () => g.step(decoded.logits, r * this.vocabSize), events))
+    }
     let added: KvState | null = null
-    if (plan.admit.length > 0) added = await this.prefill(plan.admit, events)
+    const prefilled = results.prefill && this.passed(plan.admit, results.prefill.outcome)
+    if (results.prefill && prefilled) {
+      const { admittedAt, feed, state } = results.prefill
+      // Prompts are left-padded, so every row's last prompt token is the last column.
+      plan.admit.forEach((g, r) =>
+        this.sampleRow(g, () => g.prefillStep(prefilled.logits, r * feed.seqLen * this.vocabSize, feed.seqLen), events, admittedAt),
+      )
+      added = prefillState(this.shape, feed, state.rowIds, state.nextPosition, prefilled.stepKeys, prefilled.stepValues)
+    }
     this.retireFinished(events)
     // Newly prefilled rows join the running batch: one re-pack per change.
     if (added) this.repack([this.state, added])
-    this.steps++
-    if (events.length > 0) this.sink.tokens(events, this.stats())
+    return events
   }
 
   private repack(states: KvState[]): void {
@@ -61,31 +113,6 @@ export class EngineLoop extends StepLoop {
     )
     this.state = compact(this.shape, rows)
     this.membershipChanged = false
-  }
-
-  /** One decode pass: every running row feeds its last token. */
-  private async decode(events: TokenEvent[]): Promise<void> {
-    const rows = this.state.rowIds.map((id) => this.scheduler.runningRequest(id)!)
-    this.state = withRoom(this.shape, this.state)
-    const feed = buildDecode(this.state, rows.map((g) => g.lastToken))
-    feed.loraRows = rows.map((g) => g.lora)
-    this.lastBatchSize = rows.length
-    const out = await this.runGuarded(rows, () => this.forward.run(feed))
-    if (!out) return
-    appendStep(this.shape, this.state, out.stepKeys, out.stepValues)
-    rows.forEach((g, r) => this.sampleRow(g, () => g.step(out.logits, r * this.vocabSize), events))
-  }
-
-  /** The prefill pass of newly admitted rows; each samples its first token. */
-  private async prefill(admitted: Generation[], events: TokenEvent[]): Promise<KvState | null> {
-    const admittedAt = epochMs()
-    const { feed, state } = buildPrefill(this.shape, admitted)
-    feed.loraRows = admitted.map((g) => g.lora)
-    const out = await this.runGuarded(admitted, () => this.forward.run(feed))
-    if (!out) return null
-    // Prompts are left-padded, so every row's last prompt token is the last column.
-    admitted.forEach((g, r) => this.sampleRow(g, () => g.prefillStep(out.logits, r * feed.seqLen * this.vocabSize, feed.seqLen), events, admittedAt))
-    return prefillState(this.shape, feed, state.rowIds, state.nextPosition, out.stepKeys, out.stepValues)
   }
 
   private retireFinished(events: TokenEvent[]): void {

@@ -10,13 +10,16 @@
  * - every step, one with-past call per cohort (rows with equal past length,
  *   see seq2seq-cohort.ts): rows that joined at different times share a call whenever
  *   prefix length + tokens so far agree, and cohorts merge when they meet.
+ * The step's halves are StepLoop's: schedule (admit, drop departed rows),
+ * execute (the cohorts' calls, then the admission's passes), update (sample,
+ * fail, retire, merge cohorts).
  */
 import { epochMs } from '../domain/clock.js'
 import type { PrefixKV } from '../domain/prefix-kv.js'
 import type { Generation } from './generation.js'
 import type { TokenEvent } from './protocol.js'
 import type { SchedulerLimits } from './scheduler.js'
-import { StepLoop, type EngineSink } from './step-loop.js'
+import { StepLoop, type EngineSink, type PassOutcome } from './step-loop.js'
 import { advance, gather, mergeByPastLength, pastOf, prefixPast, retain, type Cohort, type RowRef, type Seq2seqShape } from './seq2seq-cohort.js'
 import type { DecoderStep, EncodedSources, FirstStep } from './seq2seq-runner.js'
 
@@ -33,7 +36,37 @@ export interface Seq2seqLoopOptions {
   limits: SchedulerLimits
 }
 
-export class Seq2seqLoop extends StepLoop {
+/** A cohort's rows, in its row order, read when the step was scheduled. */
+interface CohortRows {
+  cohort: Cohort
+  rows: Generation[]
+}
+
+interface Seq2seqPlan {
+  /** One with-past call each. */
+  cohorts: CohortRows[]
+  admit: Generation[]
+  /** The admitted rows' source ids, for the encoder. */
+  sources: ReadonlyArray<readonly number[]>
+}
+
+/** The admission's passes: the shared first decoder pass, then one start over the prefix per prefix length. */
+interface Admitted {
+  first: FirstStep
+  /** Every admitted row, its past from the first pass. */
+  batch: Cohort
+  /** Each admitted row's prefixes (none: it takes its first token from the first pass). */
+  prefixes: PrefixKV[][]
+  prefixStarts: (CohortRows & { outcome: PassOutcome<DecoderStep> })[]
+}
+
+interface Seq2seqResults {
+  /** One outcome per planned cohort, in plan order. */
+  stepped: PassOutcome<DecoderStep>[]
+  admission: { admittedAt: number; outcome: PassOutcome<Admitted> } | null
+}
+
+export class Seq2seqLoop extends StepLoop<Seq2seqPlan, Seq2seqResults> {
   private readonly sources = new Map<number, readonly number[]>()
   private cohorts: Cohort[] = []
 
@@ -57,27 +90,34 @@ export class Seq2seqLoop extends StepLoop {
     this.sources.delete(id)
   }
 
-  override async step(): Promise<void> {
+  protected override schedule(): Seq2seqPlan {
     this.expireDeadlines()
-    const plan = this.scheduler.nextStep()
-    const events: TokenEvent[] = []
+    const { admit } = this.scheduler.nextStep()
     this.dropDeparted()
     // Everything the step needs is read now: a cancel can arrive while a forward pass runs.
-    const members = this.cohorts.map((c) => c.rowIds.map((id) => this.scheduler.runningRequest(id)!))
-    const sources = plan.admit.map((g) => this.sources.get(g.id)!)
-    this.lastBatchSize = members.reduce((n, rows) => n + rows.length, 0)
-    const stepped: Cohort[] = []
-    for (const [i, cohort] of this.cohorts.entries()) {
-      const next = await this.decode(cohort, members[i], members[i].map((g) => g.lastToken), events)
-      if (next) stepped.push(next)
+    const cohorts = this.cohorts.map((cohort) => ({ cohort, rows: cohort.rowIds.map((id) => this.scheduler.runningRequest(id)!) }))
+    const sources = admit.map((g) => this.sources.get(g.id)!)
+    this.lastBatchSize = cohorts.reduce((n, c) => n + c.rows.length, 0)
+    return { cohorts, admit, sources }
+  }
+
+  protected override async execute(plan: Seq2seqPlan): Promise<Seq2seqResults> {
+    const stepped: PassOutcome<DecoderStep>[] = []
+    for (const { cohort, rows } of plan.cohorts) {
+      stepped.push(await this.attempt(() => this.forward.step(cohort, rows.map((g) => g.lastToken))))
     }
-    this.cohorts = stepped
-    if (plan.admit.length > 0) await this.admit(plan.admit, sources, events)
+    const admission = plan.admit.length > 0 ? await this.startAdmitted(plan.admit, plan.sources) : null
+    return { stepped, admission }
+  }
+
+  protected override update(plan: Seq2seqPlan, results: Seq2seqResults): TokenEvent[] {
+    const events: TokenEvent[] = []
+    this.cohorts = plan.cohorts.flatMap(({ cohort, rows }, i) => this.sampleCohort(cohort, rows, results.stepped[i], events) ?? [])
+    if (results.admission) this.admit(plan.admit, results.admission.admittedAt, results.admission.outcome, events)
     for (const e of events) if (e.finish) this.cancel(e.id)
     this.dropDeparted()
     this.cohorts = mergeByPastLength(this.opts.shape, this.cohorts)
-    this.steps++
-    if (events.length > 0) this.sink.tokens(events, this.stats())
+    return events
   }
 
   private dropDeparted(): void {
@@ -87,9 +127,9 @@ export class Seq2seqLoop extends StepLoop {
     this.membershipChanged = false
   }
 
-  /** One with-past call for a cohort; returns it advanced, or null if the call failed (its rows failed). */
-  private async decode(cohort: Cohort, rows: Generation[], tokens: readonly number[], events: TokenEvent[], admittedAt?: number): Promise<Cohort | null> {
-    const out = await this.runGuarded(rows, () => this.forward.step(cohort, tokens))
+  /** Samples a cohort's rows from its with-past call; returns it advanced, or null if the call failed (its rows failed). */
+  private sampleCohort(cohort: Cohort, rows: Generation[], outcome: PassOutcome<DecoderStep>, events: TokenEvent[], admittedAt?: number): Cohort | null {
+    const out = this.passed(rows, outcome)
     if (!out) return null
     const V = this.opts.vocabSize
     rows.forEach((g, r) => this.sampleRow(g, () => g.step(out.logits, r * V), events, admittedAt))
@@ -97,18 +137,18 @@ export class Seq2seqLoop extends StepLoop {
   }
 
   /**
-   * Admission: encoder and first decoder pass for all new rows at once. Rows
-   * without a prefix choose their first token from that pass; rows with one
-   * start over their prefix, grouped by its length, and feed decoder_start.
+   * Admission's passes: encoder and first decoder pass for all new rows at
+   * once; rows with a prefix then start over it, grouped by its length, and
+   * feed decoder_start.
    */
-  private async admit(admitted: Generation[], sources: ReadonlyArray<readonly number[]>, events: TokenEvent[]): Promise<void> {
+  private async startAdmitted(admitted: Generation[], sources: ReadonlyArray<readonly number[]>): Promise<NonNullable<Seq2seqResults['admission']>> {
     const admittedAt = epochMs()
-    const started = await this.runGuarded(admitted, async () => {
+    const started = await this.attempt(async () => {
       const enc = await this.forward.encode(sources)
       return { enc, first: await this.forward.firstStep(enc, this.opts.decoderStartTokenId) }
     })
-    if (!started) return
-    const { enc, first } = started
+    if (!started.ok) return { admittedAt, outcome: started }
+    const { enc, first } = started.value
     const batch: Cohort = {
       rowIds: admitted.map((g) => g.id),
       pastLen: 1,
@@ -120,25 +160,43 @@ export class Seq2seqLoop extends StepLoop {
       encoderMask: enc.mask,
       sourceLen: enc.sourceLen,
     }
-    const plain: RowRef[] = []
-    const byPrefixLength = new Map<number, RowRef[]>()
     const prefixes = admitted.map(pastContributions)
+    const byPrefixLength = new Map<number, RowRef[]>()
+    admitted.forEach((_, row) => {
+      if (prefixes[row].length === 0) return
+      const P = prefixes[row].reduce((n, p) => n + p.numVirtualTokens, 0)
+      byPrefixLength.set(P, [...(byPrefixLength.get(P) ?? []), { cohort: batch, row }])
+    })
+    const { shape } = this.opts
+    const prefixStarts: Admitted['prefixStarts'] = []
+    for (const refs of byPrefixLength.values()) {
+      const cohort = gather(shape, refs, refs.map((ref) => prefixPast(prefixes[ref.row], shape)))
+      const start = refs.map(() => this.opts.decoderStartTokenId)
+      const outcome = await this.attempt(() => this.forward.step(cohort, start))
+      prefixStarts.push({ cohort, rows: refs.map((ref) => admitted[ref.row]), outcome })
+    }
+    return { admittedAt, outcome: { ok: true, value: { first, batch, prefixes, prefixStarts } } }
+  }
+
+  /**
+   * The admitted rows join: rows without a prefix choose their first token
+   * from the first pass, rows with one from their start over it.
+   */
+  private admit(admitted: Generation[], admittedAt: number, outcome: PassOutcome<Admitted>, events: TokenEvent[]): void {
+    const started = this.passed(admitted, outcome)
+    if (!started) return
+    const { first, batch, prefixes, prefixStarts } = started
+    const plain: RowRef[] = []
     admitted.forEach((g, row) => {
-      if (prefixes[row].length === 0) {
-        plain.push({ cohort: batch, row })
-        events.push({ ...g.step(first.logits, row * this.opts.vocabSize), admittedAt })
-      } else {
-        const P = prefixes[row].reduce((n, p) => n + p.numVirtualTokens, 0)
-        byPrefixLength.set(P, [...(byPrefixLength.get(P) ?? []), { cohort: batch, row }])
-      }
+      if (prefixes[row].length > 0) return
+      plain.push({ cohort: batch, row })
+      events.push({ ...g.step(first.logits, row * this.opts.vocabSize), admittedAt })
     })
     const { shape } = this.opts
     if (plain.length === admitted.length) this.cohorts.push(batch)
     else if (plain.length > 0) this.cohorts.push(gather(shape, plain, plain.map((ref) => pastOf(ref, shape))))
-    for (const refs of byPrefixLength.values()) {
-      const cohort = gather(shape, refs, refs.map((ref) => prefixPast(prefixes[ref.row], shape)))
-      const start = refs.map(() => this.opts.decoderStartTokenId)
-      const next = await this.decode(cohort, refs.map((ref) => admitted[ref.row]), start, events, admittedAt)
+    for (const { cohort, rows, outcome: prefixOutcome } of prefixStarts) {
+      const next = this.sampleCohort(cohort, rows, prefixOutcome, events, admittedAt)
       if (next) this.cohorts.push(next)
     }
   }

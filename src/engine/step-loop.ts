@@ -2,8 +2,14 @@
  * What every engine step loop shares, whatever the model's architecture: the
  * scheduler and its budgets, starting and stopping the loop between forward
  * passes, deadlines, cancellation, the stats, and the rule that a failed
- * forward pass fails the requests in it, not the engine. Subclasses say what
- * one step runs (EngineLoop: decoder-only; Seq2seqLoop: encoder-decoder).
+ * forward pass fails the requests in it, not the engine.
+ *
+ * One step has three halves, as in vLLM v1: schedule() picks the rows and
+ * makes the plan, execute(plan) runs the model passes and does no
+ * bookkeeping, update(plan, results) turns the results into token events,
+ * failures, retirements and the next batch. Subclasses say what each half is
+ * for their architecture (EngineLoop: decoder-only; Seq2seqLoop:
+ * encoder-decoder).
  */
 import { flatError, flattenError, type FlatError } from '../domain/error-table.js'
 import type { Generation } from './generation.js'
@@ -18,7 +24,10 @@ export interface EngineSink {
   idle(stats: LoopStats): void
 }
 
-export abstract class StepLoop {
+/** What a model pass gave: its outputs, or the error that fails the rows in it. */
+export type PassOutcome<T> = { ok: true; value: T } | { ok: false; error: unknown }
+
+export abstract class StepLoop<Plan, Results> {
   protected readonly scheduler: Scheduler<Generation>
   /** Rows that left since the last pass: the batch must be re-packed. */
   protected membershipChanged = false
@@ -36,7 +45,20 @@ export abstract class StepLoop {
   }
 
   /** One step: every running row moves one token, newly admitted rows start. */
-  abstract step(): Promise<void>
+  async step(): Promise<void> {
+    const plan = this.schedule()
+    const results = await this.execute(plan)
+    const events = this.update(plan, results)
+    this.steps++
+    if (events.length > 0) this.sink.tokens(events, this.stats())
+  }
+
+  /** Expires deadlines, admits, drops departed rows; reads every row the passes need (a cancel can arrive during one). */
+  protected abstract schedule(): Plan
+  /** The model passes of the plan, nothing else: no sampling, no scheduler changes, no sink. */
+  protected abstract execute(plan: Plan): Promise<Results>
+  /** Samples, fails, retires and re-packs: the step's every change of state, in one place. */
+  protected abstract update(plan: Plan, results: Results): TokenEvent[]
 
   cancel(id: number): void {
     // Only a running request holds rows in the batch; a waiting one leaves no hole.
@@ -118,16 +140,22 @@ export abstract class StepLoop {
     events.push(admittedAt === undefined ? event : { ...event, admittedAt })
   }
 
-  /** A failed forward pass fails the requests in it, not the engine. */
-  protected async runGuarded<T>(rows: Generation[], run: () => Promise<T>): Promise<T | null> {
+  /** Runs one model pass, keeping its error for update() instead of acting on it. */
+  protected async attempt<T>(run: () => Promise<T>): Promise<PassOutcome<T>> {
     try {
-      return await run()
-    } catch (err) {
-      for (const g of rows) {
-        this.cancel(g.id)
-        this.sink.failed(g.id, flattenError(err))
-      }
-      return null
+      return { ok: true, value: await run() }
+    } catch (error) {
+      return { ok: false, error }
     }
+  }
+
+  /** A pass's outputs; a failed pass fails the requests in it, not the engine (null then). */
+  protected passed<T>(rows: readonly Generation[], outcome: PassOutcome<T>): T | null {
+    if (outcome.ok) return outcome.value
+    for (const g of rows) {
+      this.cancel(g.id)
+      this.sink.failed(g.id, flattenError(outcome.error))
+    }
+    return null
   }
 }
