@@ -57,7 +57,7 @@ export abstract class StepLoop<Plan, Results> {
   protected abstract schedule(): Plan
   /** The model passes of the plan, nothing else: no sampling, no scheduler changes, no sink. */
   protected abstract execute(plan: Plan): Promise<Results>
-  /** Samples, fails, retires and re-packs: the step's every change of state, in one place. */
+  /** Samples, fails, retires and re-packs: what the step does to the requests and the batch, in one place. */
   protected abstract update(plan: Plan, results: Results): TokenEvent[]
 
   cancel(id: number): void {
