@@ -3,7 +3,9 @@
  * that arrives while a forward pass runs (as it does from the HTTP thread) is
  * absorbed at the next step boundary, never failing the step or the other
  * rows; and cohorts by past length: rows admitted at different steps run in
- * separate decoder calls, rows whose past lengths meet share one.
+ * separate decoder calls, rows whose past lengths meet share one; and a
+ * failed with-past call fails its cohort's rows only, while the rows admitted
+ * in the same step start and finish as transformers does.
  */
 import t from 'tap'
 import type { EngineSink } from '../../src/engine/engine-loop.js'
@@ -35,7 +37,11 @@ interface Harness {
   idle: Promise<void>
 }
 
-function harness(onStep: (rows: number[], loop: Seq2seqLoop) => void = () => {}, onTokens: (events: TokenEvent[], h: Harness) => void = () => {}): Harness {
+function harness(
+  onStep: (rows: number[], loop: Seq2seqLoop) => void = () => {},
+  onTokens: (events: TokenEvent[], h: Harness) => void = () => {},
+  onFailed: (id: number, message: string) => void = (id, message) => t.fail(`request ${id} failed: ${message}`),
+): Harness {
   let loop: Seq2seqLoop
   let resolveIdle!: () => void
   const h = { tokens: new Map<number, number[]>(), finished: new Set<number>(), calls: [] as number[][], encoded: [] as number[], idle: new Promise<void>((r) => (resolveIdle = r)) } as Harness
@@ -56,7 +62,7 @@ function harness(onStep: (rows: number[], loop: Seq2seqLoop) => void = () => {},
       }
       onTokens(events, h)
     },
-    failed: (id, err) => t.fail(`request ${id} failed: ${err.message}`),
+    failed: (id, err) => onFailed(id, err.message),
     idle: () => resolveIdle(),
   }
   loop = new Seq2seqLoop(forward, { shape, vocabSize: spec.vocabSize, decoderStartTokenId: spec.decoderStartTokenId!, limits: LIMITS }, sink)
@@ -119,4 +125,31 @@ t.test('cohorts: separate calls for different past lengths, one call once they m
   await together.idle
   t.ok(together.calls.some((rows) => rows.length === 2), 'same prefix length, admitted together: shared calls')
   t.same(together.tokens.get(4), b.generated_ids)
+})
+
+t.test("a failed cohort call fails that cohort's rows; the rows admitted in the same step carry on", async (t) => {
+  const [a, b] = [fx.base.cases[0], fx.adapter.cases[1]]
+  const log: string[] = []
+  let failNextCallOf1 = false
+  const h = harness(
+    (rows) => {
+      if (!failNextCallOf1 || !rows.includes(1)) return
+      failNextCallOf1 = false
+      throw new Error('cohort call refused')
+    },
+    (events, h) => {
+      log.push(...events.map((e) => `token ${e.id}`))
+      if (h.tokens.has(2) || h.tokens.get(1)?.length !== 1) return
+      // The next step runs request 1's cohort and admits request 2 (a prefix: its own start call).
+      failNextCallOf1 = true
+      h.loop.submit(generation(2, true), b.source_ids)
+    },
+    (id, message) => log.push(`failed ${id}: ${message}`),
+  )
+  h.loop.submit(generation(1, false), a.source_ids)
+  await h.idle
+  t.same(h.tokens.get(1), a.generated_ids.slice(0, 1), 'request 1 gets nothing after its failed call')
+  t.same(log.slice(0, 3), ['token 1', 'failed 1: cohort call refused', 'token 2'], 'the failure is reported before the tokens of the same step')
+  t.same(h.tokens.get(2), b.generated_ids, 'request 2, admitted in that step, still equals transformers')
+  t.ok(h.finished.has(2))
 })
