@@ -190,7 +190,8 @@ export class Seq2seqLoop extends StepLoop<Seq2seqPlan, Seq2seqResults> {
     admitted.forEach((g, row) => {
       if (prefixes[row].length > 0) return
       plain.push({ cohort: batch, row })
-      events.push({ ...g.step(first.logits, row * this.opts.vocabSize), admittedAt })
+      // Guarded like every other sampling: a row that cannot be sampled ends alone, and its cohort drops it at the next schedule.
+      this.sampleRow(g, () => g.step(first.logits, row * this.opts.vocabSize), events, admittedAt)
     })
     const { shape } = this.opts
     if (plain.length === admitted.length) this.cohorts.push(batch)
