@@ -4,6 +4,7 @@
  * refused, 2 for a mistake in the command line.
  */
 import { parseArgs } from 'node:util'
+import type { AdapterShapeFields } from '../prefixes/adapter-kind.js'
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, OperationError, UsageError, processIO, type CliIO } from './io.js'
 import { ServerClient } from './server-client.js'
 import { collectFiles, multipartBody, progressPrinter } from './upload-body.js'
@@ -30,18 +31,12 @@ Options:
 Exit status: 0 done, 1 the server or network refused, 2 bad command line.
 `
 
-interface PrefixRecord {
+/** A record as the server's API returns it: the store's shape fields, and the rest as JSON carries it. */
+interface PrefixRecord extends AdapterShapeFields {
   id: string
   version: number
   /** Absent from servers older than adapter kinds: those store prefixes only. */
   kind?: string
-  num_virtual_tokens: number
-  num_layers?: number
-  num_kv_heads?: number
-  head_dim?: number
-  hidden_size?: number
-  rank?: number
-  target_modules?: string[]
   bytes: number
   format: string
   description: string

@@ -9,6 +9,7 @@ import { EngineClient } from '../../src/engine/engine-client.js'
 import type { GenerationParams, TokenEvent } from '../../src/engine/protocol.js'
 import { loadPrefixFolder } from '../../src/prefixes/prefix-folder.js'
 import { greedyParams } from '../helpers/engine-params.js'
+import { engineOptions } from '../helpers/batching-models.js'
 import { completionTexts } from '../helpers/completion-text.js'
 import { readExpected, storiesModelDir, storiesPrefixesDir } from '../helpers/shared-data.js'
 
@@ -28,15 +29,7 @@ function generate(engine: EngineClient, promptIds: number[], prefixKeys: string[
 }
 
 t.test('stories260K through the engine worker', async (t) => {
-  const engine = await EngineClient.start({
-    modelDir: storiesModelDir,
-    executionProvider: 'cpu',
-    intraOpThreads: 1,
-    maxBatchSize: 16,
-    maxBatchTokens: 16384,
-    maxPrefillTokens: 4096,
-    maxWaiting: 64,
-  })
+  const engine = await EngineClient.start(engineOptions(storiesModelDir, { maxBatchSize: 16, maxPrefillTokens: 4096 }))
   t.teardown(() => engine.close())
   t.equal(engine.spec.numLayers, 5)
   t.equal(engine.spec.numKvHeads, 4)

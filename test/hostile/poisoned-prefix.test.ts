@@ -13,6 +13,7 @@ import { MAX_PREFIX_ABS_VALUE } from '../../src/prefixes/magnitude-bound.js'
 import type { PrefixKV } from '../../src/domain/prefix-kv.js'
 import { parseUpload, toStoredBlob } from '../../src/prefixes/store/upload-conversion.js'
 import { greedyParams } from '../helpers/engine-params.js'
+import { engineOptions } from '../helpers/batching-models.js'
 import { buildPeftAdapter, seededFloats } from '../helpers/prefix-fixtures.js'
 import { generatedModel } from '../helpers/tiny-model.js'
 
@@ -38,15 +39,7 @@ function prefixOf(shape: { numLayers: number; numKvHeads: number; headDim: numbe
 }
 
 const modelDir = await generatedModel('llama')
-const engine = await EngineClient.start({
-  modelDir,
-  executionProvider: 'cpu',
-  intraOpThreads: 1,
-  maxBatchSize: 16,
-  maxBatchTokens: 16384,
-  maxPrefillTokens: 4096,
-  maxWaiting: 64,
-})
+const engine = await EngineClient.start(engineOptions(modelDir, { maxBatchSize: 16, maxPrefillTokens: 4096 }))
 t.teardown(() => engine.close())
 const shape = { numLayers: engine.spec.numLayers, numKvHeads: engine.spec.numKvHeads, headDim: engine.spec.headDim }
 const perLayer = shape.numKvHeads * 4 * shape.headDim
