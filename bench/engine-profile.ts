@@ -12,6 +12,9 @@ import { EngineLoop, type Forward } from '../src/engine/engine-loop.js'
 import { ForwardRunner } from '../src/engine/forward-runner.js'
 import { Generation } from '../src/engine/generation.js'
 import { loadModel } from '../src/engine/loaded-model.js'
+import { withLoraTargets } from '../src/engine/graph/lora-rewrite.js'
+import { MODEL_REWRITES } from '../src/engine/graph/rewrites.js'
+import { readModelSpec } from '../src/engine/model-config.js'
 import { TokenSampler } from '../src/engine/sampling/sampler.js'
 import type { PrefixKV } from '../src/domain/prefix-kv.js'
 import { greedyParams } from '../test/helpers/engine-params.js'
@@ -42,7 +45,10 @@ export class EngineProfiler {
   ) {}
 
   static async create(modelDir: string, threads: number): Promise<EngineProfiler> {
-    const model = await loadModel(modelDir, { executionProvider: 'cpu', intraOpThreads: threads })
+    // The graph the server's worker derives (LORA_TARGET_MODULES at its default), not every rewrite there is.
+    const { modelType } = await readModelSpec(modelDir)
+    const rewrites = withLoraTargets(MODEL_REWRITES, undefined, modelType)
+    const model = await loadModel(modelDir, { executionProvider: 'cpu', intraOpThreads: threads, rewrites })
     const { spec, tokenizer } = model
     const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
     const eos = new Set(spec.eosTokenIds)
@@ -73,9 +79,9 @@ export class EngineProfiler {
     const gens = prompts.map((p, i) => {
       const g = this.make(i + 1, p, prefixes[i], newTokens)
       const step = g.step.bind(g)
-      g.step = (logits, offset) => {
+      g.step = (logits, offset, pick) => {
         const t0 = performance.now()
-        const e = step(logits, offset)
+        const e = step(logits, offset, pick)
         stepSelectMs += performance.now() - t0
         return e
       }

@@ -10,7 +10,7 @@ import type { AdapterContribution } from '../domain/adapter-contribution.js'
 import type { PrefixKV } from '../domain/prefix-kv.js'
 import { buildPrefill } from './batch/forward-feed.js'
 import type { KvShape } from './batch/kv-state.js'
-import type { ForwardResult } from './forward-runner.js'
+import { fetchedLogits, type ForwardResult } from './forward-runner.js'
 
 export interface ProbeRunner {
   run(feed: ReturnType<typeof buildPrefill>['feed']): Promise<ForwardResult>
@@ -58,13 +58,13 @@ export async function probeBatchInvariance(runner: ProbeRunner, shape: KvShape, 
   const short = tokens.slice(0, 3)
   const own: AdapterContribution[] = [{ kind: 'past_kv', prefix: probePrefix(shape, 1) }]
   const alone = await runner.run(buildPrefill(shape, [{ id: 0, promptIds: short, adapters: own }]).feed)
-  const aloneLast = alone.logits.slice((short.length - 1) * vocabSize, short.length * vocabSize)
+  const aloneLast = fetchedLogits(alone).slice((short.length - 1) * vocabSize, short.length * vocabSize)
   const { feed } = buildPrefill(shape, [
     { id: 0, promptIds: short, adapters: own },
     { id: 1, promptIds: tokens.slice(0, 7), adapters: [{ kind: 'past_kv', prefix: probePrefix(shape, 4) }] },
   ])
   const batched = await runner.run(feed)
   // Prompts are left-padded: the short row's last token is its last column.
-  const batchedLast = batched.logits.slice((feed.seqLen - 1) * vocabSize, feed.seqLen * vocabSize)
+  const batchedLast = fetchedLogits(batched).slice((feed.seqLen - 1) * vocabSize, feed.seqLen * vocabSize)
   return maxRelativeDiff(batchedLast, aloneLast) <= TOLERANCE
 }

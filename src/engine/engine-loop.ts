@@ -14,6 +14,7 @@ import { appendStep, compact, emptyKvState, prefillState, withRoom, type KvShape
 import { epochMs } from '../domain/clock.js'
 import type { ForwardResult } from './forward-runner.js'
 import type { Generation } from './generation.js'
+import type { GraphPick } from './sampling/sampler.js'
 import type { TokenEvent } from './protocol.js'
 import type { SchedulerLimits } from './scheduler.js'
 import { StepLoop, type EngineSink, type PassOutcome } from './step-loop.js'
@@ -72,6 +73,7 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
       this.state = withRoom(this.shape, this.state)
       const feed = buildDecode(this.state, plan.decoding.map((g) => g.lastToken))
       feed.loraRows = plan.decoding.map((g) => g.lora)
+      feed.fetchLogits = plan.decoding.some((g) => g.needsLogits)
       decode = await this.attempt(() => this.forward.run(feed))
     }
     let prefill: DecoderResults['prefill'] = null
@@ -79,6 +81,10 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
       const admittedAt = epochMs()
       const { feed, state } = buildPrefill(this.shape, plan.admit)
       feed.loraRows = plan.admit.map((g) => g.lora)
+      // Only the last position picks the first token; scoring a prompt needs every position's logits.
+      const scoring = plan.admit.some((g) => g.scoresPrompt)
+      feed.logitsToKeep = scoring ? feed.seqLen : 1
+      feed.fetchLogits = scoring || plan.admit.some((g) => g.needsLogits)
       prefill = { admittedAt, feed, state, outcome: await this.attempt(() => this.forward.run(feed)) }
     }
     return { decode, prefill }
@@ -89,15 +95,21 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
     const decoded = results.decode && this.passed(plan.decoding, results.decode)
     if (decoded) {
       appendStep(this.shape, this.state, decoded.stepKeys, decoded.stepValues)
-      plan.decoding.forEach((g, r) => this.sampleRow(g, () => g.step(decoded.logits, r * this.vocabSize), events))
+      plan.decoding.forEach((g, r) => this.sampleRow(g, () => g.step(decoded.logits, r * this.vocabSize, graphPick(decoded, r)), events))
     }
     let added: KvState | null = null
     const prefilled = results.prefill && this.passed(plan.admit, results.prefill.outcome)
     if (results.prefill && prefilled) {
       const { admittedAt, feed, state } = results.prefill
       // Prompts are left-padded, so every row's last prompt token is the last column.
+      const positions = prefilled.positions
       plan.admit.forEach((g, r) =>
-        this.sampleRow(g, () => g.prefillStep(prefilled.logits, r * feed.seqLen * this.vocabSize, feed.seqLen), events, admittedAt),
+        this.sampleRow(
+          g,
+          () => g.prefillStep(prefilled.logits, r * positions * this.vocabSize, positions, graphPick(prefilled, r * positions + positions - 1)),
+          events,
+          admittedAt,
+        ),
       )
       added = prefillState(this.shape, feed, state.rowIds, state.nextPosition, prefilled.stepKeys, prefilled.stepValues)
     }
@@ -120,4 +132,10 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
       if (e.finish && this.scheduler.remove(e.id)) this.membershipChanged = true
     }
   }
+}
+
+/** The graph's greedy pick at one [row, position] index of a pass, when the graph makes one. */
+function graphPick(result: ForwardResult, index: number): GraphPick | undefined {
+  const greedy = result.greedy
+  return greedy === null ? undefined : { tokenId: Number(greedy.tokens[index]), logprob: greedy.logprobs[index] }
 }

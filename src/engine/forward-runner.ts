@@ -7,13 +7,30 @@ import type { ForwardFeed } from './batch/forward-feed.js'
 import type { KvShape } from './batch/kv-state.js'
 import { buildLoraFeed, LoraFeedCache, type LoraInput } from './batch/lora-feed.js'
 import type { OnnxSignature } from './onnx-signature.js'
+import { LOGITS_TO_KEEP } from './graph/logits-to-keep.js'
 
 export interface ForwardResult {
-  /** [batch, seqLen, vocab] */
-  logits: Float32Array
+  /** [batch, positions, vocab]; null when the pass did not fetch them (every row took the graph's greedy pick). */
+  logits: Float32Array | null
+  /** How many of each row's last positions the logits and picks cover. */
+  positions: number
+  /** The graph's greedy pick at each [batch, positions] (graph/greedy-pick.ts); null when the graph has none. */
+  greedy: GreedyPicks | null
   /** Per layer, the keys/values of the positions this pass computed: [batch, kvHeads, seqLen, headDim]. */
   stepKeys: Float32Array[]
   stepValues: Float32Array[]
+}
+
+export interface GreedyPicks {
+  tokens: BigInt64Array
+  /** Raw log-softmax of each picked token; NaN where the row's logits cannot be sampled. */
+  logprobs: Float32Array
+}
+
+/** A pass's logits, for callers that asked for them (a feed's default): throws when the pass did not fetch them. */
+export function fetchedLogits(result: ForwardResult): Float32Array {
+  if (result.logits === null) throw new Error('the pass did not fetch logits (its feed set fetchLogits to false)')
+  return result.logits
 }
 
 export class ForwardRunner {
@@ -21,6 +38,8 @@ export class ForwardRunner {
   private readonly loraTensors: LoraFeedCache<Record<string, ort.Tensor>>
   /** What passes without virtual tokens feed: one zero row the graph broadcasts and never selects. */
   private readonly noEmbeds: ort.Tensor | null
+  /** The key/value outputs every pass fetches. */
+  private readonly kvOutputs: string[]
 
   constructor(
     private readonly session: ort.InferenceSession,
@@ -29,12 +48,18 @@ export class ForwardRunner {
     loraInputs: readonly LoraInput[] = [],
   ) {
     const embeds = signature.inputsEmbeds
+    this.kvOutputs = [...signature.presentKeys, ...signature.presentValues]
     this.noEmbeds = embeds === null ? null : new ort.Tensor('float32', new Float32Array(embeds.hiddenSize), [1, 1, embeds.hiddenSize])
     this.loraTensors = new LoraFeedCache((rows) => {
       const tensors: Record<string, ort.Tensor> = {}
       for (const [name, t] of buildLoraFeed(loraInputs, rows)) tensors[name] = new ort.Tensor('float32', t.data, t.dims)
       return tensors
     })
+  }
+
+  private fetches(logits: boolean): string[] {
+    const pick = this.signature.greedyPick
+    return [...(logits ? [this.signature.logits] : []), ...(pick ? [pick.token, pick.logprob] : []), ...this.kvOutputs]
   }
 
   async run(feed: ForwardFeed): Promise<ForwardResult> {
@@ -61,15 +86,32 @@ export class ForwardRunner {
       feeds[sig.pastValues[i]] = new ort.Tensor('float32', feed.pastValues[i], valueDims)
     }
     Object.assign(feeds, this.loraTensors.get(feed.loraRows ?? new Array(batch).fill(null)))
-    const out = await this.session.run(feeds)
+    if (sig.hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = new ort.Tensor('int64', BigInt64Array.of(BigInt(feed.logitsToKeep)), [1])
+    // Outputs not fetched are not copied out of the runtime: the logits are the largest.
+    let fetchLogits = feed.fetchLogits || sig.greedyPick === null
+    let out = await this.session.run(feeds, this.fetches(fetchLogits))
+    if (!fetchLogits && !soundPicks(out[sig.greedyPick!.logprob].data as Float32Array)) {
+      // A row with NaN or infinite logits: the engine's sampler decides from the logits (rare; the same pass again).
+      fetchLogits = true
+      out = await this.session.run(feeds, this.fetches(true))
+    }
     const columns = (size: number) => (name: string) =>
       sig.presentIsStep ? (out[name].data as Float32Array) : lastColumns(out[name].data as Float32Array, batch * H, pastLen + seqLen, seqLen, size)
+    const pick = sig.greedyPick
     return {
-      logits: out[sig.logits].data as Float32Array,
+      logits: fetchLogits ? (out[sig.logits].data as Float32Array) : null,
+      positions: sig.hasLogitsToKeep ? Math.min(feed.logitsToKeep, seqLen) : seqLen,
+      greedy: pick ? { tokens: out[pick.token].data as BigInt64Array, logprobs: out[pick.logprob].data as Float32Array } : null,
       stepKeys: sig.presentKeys.map(columns(D)),
       stepValues: sig.presentValues.map(columns(this.shape.valueHeadDim ?? D)),
     }
   }
+}
+
+/** Whether every greedy pick of a pass can be used: a NaN logprob marks a row with NaN or infinite logits. */
+function soundPicks(logprobs: Float32Array): boolean {
+  for (let i = 0; i < logprobs.length; i++) if (!Number.isFinite(logprobs[i])) return false
+  return true
 }
 
 /** The last `count` of `length` columns of each of `blocks` [length, width] blocks: a graph without step outputs returns past + new. */

@@ -8,7 +8,7 @@
 import { contributionPositions, type AdapterContribution } from '../domain/adapter-contribution.js'
 import type { LoraAdapter } from '../domain/lora-weights.js'
 import { IncrementalDecoder } from './sampling/incremental-decoder.js'
-import { TokenSampler } from './sampling/sampler.js'
+import { TokenSampler, type GraphPick, type TokenChoice } from './sampling/sampler.js'
 import { StopMatcher } from './sampling/stop-sequences.js'
 import type { FinishReason, GenerationParams, PromptToken, ScoredToken, TokenEvent } from './protocol.js'
 import { logNormalizer, topLogprobs, type TokenLogprob } from './sampling/token-logprobs.js'
@@ -68,9 +68,22 @@ export class Generation {
     this.stops = new StopMatcher(params.stop)
   }
 
-  /** Picks the next token from a logits row and says whether the request ends. */
-  step(logits: Float32Array, offset: number): TokenEvent {
-    const { tokenId, logprob, top } = this.sampler.select(logits, offset, this.context)
+  /**
+   * Whether choosing this request's tokens needs the logits themselves
+   * (sampling, repetition penalty, top logprobs); a plain greedy request takes
+   * the graph's own pick when the model has one.
+   */
+  get needsLogits(): boolean {
+    return !this.sampler.takesGraphPick
+  }
+
+  /**
+   * Picks the next token and says whether the request ends: from the graph's
+   * greedy pick when it is this request's choice, else from the logits row at
+   * `offset` (which must then have been fetched).
+   */
+  step(logits: Float32Array | null, offset: number, pick?: GraphPick): TokenEvent {
+    const { tokenId, logprob, top } = this.choose(logits, offset, pick)
     // Alternatives read as they would have followed the text so far: before the chosen token is taken.
     const alternatives = top === undefined ? undefined : this.named(top, this.decoder)
     this.context.push(tokenId)
@@ -99,14 +112,31 @@ export class Generation {
     return event
   }
 
+  private choose(logits: Float32Array | null, offset: number, pick: GraphPick | undefined): TokenChoice {
+    const picked = pick === undefined ? null : this.sampler.fromGraphPick(pick)
+    if (picked !== null) return picked
+    if (logits === null) throw new Error(`request ${this.id} needs logits the pass did not fetch`)
+    return this.sampler.select(logits, offset, this.context)
+  }
+
+  /** Whether the prefill must return every prompt position's logits: to score the prompt (echo with logprobs). */
+  get scoresPrompt(): boolean {
+    return this.params.promptLogprobs === true
+  }
+
   /**
-   * The first step, on the prefill's logits: `rowStart` is where this row's
-   * logits begin, `seqLen` the padded prompt length (prompts are left-padded,
-   * so the last column predicts the first new token).
+   * The first step, on the prefill's outputs: `rowStart` is where this row's
+   * logits begin, `positions` how many of the sequence's last positions they
+   * cover (prompts are left-padded, so the last one predicts the first new
+   * token; scoring the prompt needs them all); `pick` the graph's greedy pick
+   * at the last position.
    */
-  prefillStep(logits: Float32Array, rowStart: number, seqLen: number): TokenEvent {
-    const event = this.step(logits, rowStart + (seqLen - 1) * this.vocabSize)
-    if (this.params.promptLogprobs === true) event.prompt = this.scorePrompt(logits, rowStart, seqLen)
+  prefillStep(logits: Float32Array | null, rowStart: number, positions: number, pick?: GraphPick): TokenEvent {
+    const event = this.step(logits, rowStart + (positions - 1) * this.vocabSize, pick)
+    if (this.scoresPrompt) {
+      if (logits === null) throw new Error(`request ${this.id} scores its prompt, but the pass did not fetch logits`)
+      event.prompt = this.scorePrompt(logits, rowStart, positions)
+    }
     return event
   }
 

@@ -7,6 +7,8 @@
 import { ModelLoadError } from './model-load-error.js'
 import type { ContributionKind } from '../domain/adapter-contribution.js'
 import { INPUTS_EMBEDS } from './graph/inputs-embeds-rewrite.js'
+import { GREEDY_LOGPROB, GREEDY_TOKEN } from './graph/greedy-pick.js'
+import { LOGITS_TO_KEEP } from './graph/logits-to-keep.js'
 import type { ModelSpec } from '../domain/model-spec.js'
 
 export interface OnnxSignature {
@@ -27,6 +29,10 @@ export interface OnnxSignature {
   /** The graph returns only the columns a pass computed (graph/kv-step-outputs.ts), not past + new. */
   presentIsStep: boolean
   logits: string
+  /** The graph slices its logits to the last `logits_to_keep` positions of a pass (graph/logits-to-keep.ts). */
+  hasLogitsToKeep: boolean
+  /** The graph's own greedy pick per position and its raw logprob (graph/greedy-pick.ts), when it has them. */
+  greedyPick: { token: string; logprob: string } | null
   /** Head size of values as the graph states it (a number), when it does. */
   valueHeadDim?: number
 }
@@ -103,6 +109,8 @@ export function readSignature(
     presentValues,
     presentIsStep,
     logits: 'logits',
+    hasLogitsToKeep: inputNames.includes(LOGITS_TO_KEEP),
+    greedyPick: outputNames.includes(GREEDY_TOKEN) && outputNames.includes(GREEDY_LOGPROB) ? { token: GREEDY_TOKEN, logprob: GREEDY_LOGPROB } : null,
     ...(typeof valueDim === 'number' && valueDim > 0 ? { valueHeadDim: valueDim } : {}),
   }
 }

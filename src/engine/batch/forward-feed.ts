@@ -25,6 +25,14 @@ export interface ForwardFeed {
   pastValues: Float32Array[]
   /** Each row's LoRA adapter (null: none); absent means no row has one. */
   loraRows?: readonly (LoraAdapter | null)[]
+  /**
+   * How many of each row's last positions need logits (or the graph's greedy
+   * pick): 1 picks the next token; seqLen also scores the prompt. A graph
+   * without the logits_to_keep input returns every position regardless.
+   */
+  logitsToKeep: number
+  /** Whether some row needs the logits themselves, not only the graph's greedy pick (sampling, penalties, top logprobs). */
+  fetchLogits: boolean
 }
 
 export interface PrefillRow {
@@ -100,7 +108,7 @@ export function buildPrefill(
     nextPosition.push(P + n)
   })
   return {
-    feed: { batch: b, seqLen, pastLen, inputIds, inputsEmbeds, positionIds, attentionMask, pastKeys, pastValues },
+    feed: { batch: b, seqLen, pastLen, inputIds, inputsEmbeds, positionIds, attentionMask, pastKeys, pastValues, logitsToKeep: seqLen, fetchLogits: true },
     state: { rowIds: rows.map((r) => r.id), length: total, mask: attentionMask, nextPosition },
   }
 }
@@ -135,5 +143,7 @@ export function buildDecode(state: KvState, lastTokens: readonly number[]): Forw
     attentionMask: state.mask,
     pastKeys: state.keys,
     pastValues: state.values,
+    logitsToKeep: 1,
+    fetchLogits: true,
   }
 }

@@ -67,6 +67,14 @@ export function newNode(opType: string, name: string, inputs: string[], outputs:
   return create(NodeProtoSchema, { opType, name, input: inputs, output: outputs, attribute })
 }
 
+/** Adds single-INT attributes (axis, keepdims) to a node, which newNode's INTS lists cannot express. */
+export function withInts(node: NodeProto, ints: Record<string, number>): NodeProto {
+  for (const [name, value] of Object.entries(ints)) {
+    node.attribute.push(create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(value) }))
+  }
+  return node
+}
+
 /** Inserts nodes just before `anchor` in the node list (which ONNX keeps in topological order). */
 export function insertBefore(graph: GraphProto, anchor: NodeProto, nodes: NodeProto[]): void {
   graph.node.splice(graph.node.indexOf(anchor), 0, ...nodes)

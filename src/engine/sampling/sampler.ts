@@ -34,6 +34,16 @@ export interface TokenChoice {
   top?: TokenLogprob[]
 }
 
+/**
+ * The greedy pick the model graph made for a row (graph/greedy-pick.ts): its
+ * argmax and that token's raw log-softmax; the logprob is not finite when the
+ * row has a NaN or no finite maximum, and the pick is then not to be used.
+ */
+export interface GraphPick {
+  tokenId: number
+  logprob: number
+}
+
 export interface TokenSamplerOptions {
   /**
    * Compute `logprob` (default true). It needs a log-sum-exp over the whole
@@ -96,6 +106,26 @@ export class TokenSampler {
 
   get seed(): number {
     return this.params.seed
+  }
+
+  /**
+   * Whether this sampler's choice is exactly the graph's greedy pick: greedy,
+   * no repetition penalty, no alternatives to list. Such a row needs no
+   * logits in JavaScript.
+   */
+  get takesGraphPick(): boolean {
+    return this.greedy && this.params.repetitionPenalty === 1 && this.topCount === 0
+  }
+
+  /**
+   * The graph's pick as this sampler's choice, when it is exactly what
+   * select() would choose from the same logits: this sampler takes graph
+   * picks and the pick is sound (a finite logprob). Otherwise null: choose
+   * from the logits.
+   */
+  fromGraphPick(pick: GraphPick): TokenChoice | null {
+    if (!this.takesGraphPick || !Number.isFinite(pick.logprob)) return null
+    return { tokenId: pick.tokenId, logprob: this.wantLogprob ? pick.logprob : Number.NaN }
   }
 
   /**
