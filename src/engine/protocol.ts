@@ -19,6 +19,8 @@ export interface EngineOptions extends SchedulerLimits {
   intraOpThreads: number
   /** LORA_TARGET_MODULES: 'peft', 'all', 'none' or comma-separated leaf module names (absent: peft). */
   loraTargetModules?: string
+  /** ADMISSION_WAIT_MS: how long an idle loop waits after its first request for others (absent or 0: not at all). */
+  admissionWaitMs?: number
 }
 
 /** Sampling settings plus what ends a request and whose it is. */

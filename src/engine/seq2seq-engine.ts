@@ -29,6 +29,7 @@ export async function openSeq2seqEngine(opts: EngineOptions, sink: EngineSink): 
     },
     sink,
   )
+  loop.setAdmissionWindow(opts.admissionWaitMs ?? 0)
   return {
     spec,
     // Prefixes only: the decoder's self-attention past. Prompt-learning adapters would need input embeddings.

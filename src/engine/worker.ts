@@ -36,6 +36,7 @@ async function openDecoderEngine(sink: EngineSink): Promise<ServingEngine> {
   const runner = new ForwardRunner(model.session, model.signature, shape, model.loraInputs)
   const eos = new Set(spec.eosTokenIds)
   const loop = new EngineLoop(runner, shape, spec.vocabSize, opts, sink)
+  loop.setAdmissionWindow(opts.admissionWaitMs ?? 0)
   return {
     spec,
     accepts: [...acceptedContributions(model.signature), ...(model.loraInputs.length > 0 ? (['lora'] as const) : [])],

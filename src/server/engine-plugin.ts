@@ -38,6 +38,7 @@ export const enginePlugin = fp<EnginePluginOptions>(
       maxPrefillTokens: config.MAX_PREFILL_TOKENS,
       maxWaiting: config.MAX_WAITING_REQUESTS,
       maxWaitingPerTenant: config.MAX_WAITING_PER_TENANT,
+      admissionWaitMs: config.ADMISSION_WAIT_MS,
     })
     let deathReason: string | null = null
     engine.on('died', (reason: string) => {
