@@ -1,46 +1,59 @@
 /**
  * ADMISSION_WAIT_MS (StepLoop.setAdmissionWindow): an idle engine's first
- * request waits for others before the first pass, so that requests sent
- * together start as one prefill. (With 0, the default of the tests' engine
- * options, every other worker test runs the loop without a window.)
+ * request waits while others keep arriving (a quiet slice with no arrival
+ * ends the wait), at most the window, so that requests sent together start
+ * as one prefill. The engine's own loop on a real model, in this thread; the
+ * quiet slice is made long here so that the test's own pauses fit in it.
  */
 import t from 'tap'
-import { EngineClient } from '../../src/engine/engine-client.js'
+import { EngineLoop } from '../../src/engine/engine-loop.js'
+import { ForwardRunner } from '../../src/engine/forward-runner.js'
+import { Generation } from '../../src/engine/generation.js'
+import { loadModel } from '../../src/engine/loaded-model.js'
 import type { TokenEvent } from '../../src/engine/protocol.js'
-import { engineOptions } from '../helpers/batching-models.js'
+import { ENGINE_LIMITS } from '../helpers/batching-models.js'
 import { greedyParams } from '../helpers/engine-params.js'
 import { generatedModel } from '../helpers/tiny-model.js'
 
-function firstToken(engine: EngineClient, promptIds: number[]): { first: Promise<TokenEvent>; seen: () => boolean } {
-  let seen = false
-  const first = new Promise<TokenEvent>((resolve, reject) => {
-    engine.submit(promptIds, [], greedyParams(3), {
-      onToken: (e) => {
-        if (!seen) resolve(e)
-        seen = true
-      },
-      onError: reject,
-    })
-  })
-  return { first, seen: () => seen }
-}
-
+const model = await loadModel(await generatedModel('llama'), { executionProvider: 'cpu', intraOpThreads: 1 })
+const { spec, tokenizer } = model
+const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
+const runner = new ForwardRunner(model.session, model.signature, shape, model.loraInputs)
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-t.test('an idle engine holds its first request for the window, and a request arriving within it shares the prefill', async (t) => {
-  const engine = await EngineClient.start({ ...engineOptions(await generatedModel('llama')), admissionWaitMs: 1000 })
-  t.teardown(() => engine.close())
-  const a = firstToken(engine, [5, 6, 7])
-  // Well inside the window; a delay for the test to mean something, not a bound on anything.
-  await pause(100)
-  t.notOk(a.seen(), 'A is still held')
-  const b = firstToken(engine, [8, 9])
-  const [ea, eb] = await Promise.all([a.first, b.first])
-  t.type(ea.admittedAt, 'number')
-  t.equal(ea.admittedAt, eb.admittedAt, 'A and B were admitted by the same prefill pass')
+/** A loop whose sink keeps each request's first token. */
+function engine(windowMs: number, quietMs: number) {
+  const first = new Map<number, TokenEvent>()
+  const loop = new EngineLoop(runner, shape, spec.vocabSize, ENGINE_LIMITS, {
+    tokens: (events) => events.forEach((e) => first.has(e.id) || first.set(e.id, e)),
+    failed: (id, error) => t.fail(`request ${id} failed: ${error.message}`),
+    idle: () => {},
+  })
+  loop.setAdmissionWindow(windowMs, quietMs)
+  const submit = (id: number, promptIds: number[]) =>
+    loop.submit(new Generation(id, promptIds, [], greedyParams(2), spec.vocabSize, new Set(spec.eosTokenIds), tokenizer))
+  return { loop, first, submit }
+}
 
-  // Busy, the engine takes a newcomer at its next step without waiting: the window is for idle starts only.
-  const c = firstToken(engine, [1, 2, 3, 4])
-  const ec = await c.first
-  t.ok(ec.admittedAt! > ea.admittedAt!, 'a later request got its own prefill')
+t.test('requests that keep arriving hold an idle engine, and share its first prefill', async (t) => {
+  const { loop, first, submit } = engine(60_000, 400)
+  submit(1, [5, 6, 7])
+  await pause(100)
+  submit(2, [8, 9])
+  await pause(100)
+  submit(3, [10])
+  t.equal(first.size, 0, 'nothing has run while they kept arriving')
+  await pause(1000)
+  await loop.stop()
+  t.equal(first.size, 3, 'all three got a token once arrivals stopped')
+  const admitted = new Set([...first.values()].map((e) => e.admittedAt))
+  t.equal(admitted.size, 1, 'all three were admitted by the same prefill pass')
+})
+
+t.test('a request with none arriving after it waits one quiet slice, not the window', async (t) => {
+  const { loop, first, submit } = engine(60_000, 50)
+  submit(1, [5, 6, 7])
+  await pause(2000)
+  await loop.stop()
+  t.equal(first.size, 1, 'it ran long before a minute')
 })
