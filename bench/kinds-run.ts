@@ -9,9 +9,9 @@
  *   through the kind table, as an upload is);
  * - engine no adapter 16: no adapter at all;
  * - bare loop, exported graph / derived graph: the bare onnxruntime loop
- *   without adapters on model.onnx as exported and as the server loads it
- *   (with the inputs_embeds rewrite, fed one zero row): what the rewrite costs
- *   the no-adapter path;
+ *   without adapters on model.onnx as exported and with the server's adapter
+ *   rewrites (inputs_embeds, fed one zero row; LoRA, fed rank 0), not its
+ *   speed ones: what serving adapters costs the no-adapter path;
  * - the same two graphs pass by pass (paired-passes.ts): each forward pass run
  *   on both sessions back to back, which a loaded machine's drift cannot
  *   bias; the median of the per-pass time ratios.
@@ -24,6 +24,9 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { deriveModel } from '../src/engine/graph/derive-model.js'
 import { MODEL_REWRITES } from '../src/engine/graph/rewrites.js'
+import type { GraphRewrite } from '../src/engine/graph/graph-rewrite.js'
+import { greedyPick } from '../src/engine/graph/greedy-pick.js'
+import { logitsToKeep } from '../src/engine/graph/logits-to-keep.js'
 import { kvStepOutputs } from '../src/engine/graph/kv-step-outputs.js'
 import { readModelSpec } from '../src/engine/model-config.js'
 import { findModelFile } from '../src/engine/onnx-session.js'
@@ -72,8 +75,11 @@ const KIND_CYCLE = ['prompt', 'ptune', 'prefix']
 const rows = (key: (i: number) => string[]): BatchRow[] => prompts.map((promptIds, i) => ({ promptIds, adapterKeys: key(i) }))
 
 const modelFile = await findModelFile(modelDir)
-// The bare loops feed `present` back as past: derive the inputs_embeds graph without the kv-step-outputs rewrite, which drops `present`.
-const derived = await deriveModel(modelFile, MODEL_REWRITES.filter((r) => r !== kvStepOutputs))
+// The bare loops feed `present` back as past and read every position's logits: derive the adapter rewrites
+// (inputs_embeds, LoRA) alone, without the ones for speed (kv-step-outputs drops `present`; logits-to-keep and
+// greedy-pick change what comes out), so the two graphs differ only in what serving adapters costs base rows.
+const SPEED_REWRITES: readonly GraphRewrite[] = [kvStepOutputs, logitsToKeep, greedyPick]
+const derived = await deriveModel(modelFile, MODEL_REWRITES.filter((r) => !SPEED_REWRITES.includes(r)))
 if (typeof derived.source === 'string') throw new Error('the rewrite did not apply to the bench model')
 const bareExported = await BareLoop.create(modelFile, threads, spec.vocabSize)
 const bareDerived = await BareLoop.create(derived.source, threads, spec.vocabSize)

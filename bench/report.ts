@@ -26,6 +26,8 @@ export const RATIOS: RatioSpec[] = [
   { name: 'engine 16 mixed / bare ORT loop', num: 'engine mixed 16', den: 'bare loop 16', target: 0.9 },
   { name: 'bare loop on the main thread / on its own worker', num: 'bare loop 16 (main thread)', den: 'bare loop 16' },
   { name: 'HTTP 16 concurrent / Python onnxruntime bare loop (same file)', num: 'http concurrent 16', den: PYTHON_ORT, target: 0.9 },
+  { name: 'engine 16 mixed (no HTTP) / Python onnxruntime bare loop', num: 'engine mixed 16', den: PYTHON_ORT },
+  { name: 'HTTP 16 concurrent / engine 16 mixed (what the HTTP path costs)', num: 'http concurrent 16', den: 'engine mixed 16' },
   { name: 'bare onnxruntime-node loop / Python onnxruntime bare loop', num: 'bare loop 16', den: PYTHON_ORT },
   { name: 'HTTP 16 concurrent / transformers+PEFT one by one', num: 'http concurrent 16', den: PEFT_ONE_BY_ONE, target: 20 },
   { name: 'HTTP 16 concurrent / transformers+PEFT shared-prefix batch', num: 'http concurrent 16', den: PEFT_SHARED, target: 3 },
@@ -76,14 +78,14 @@ export function report({ measured, machine, profile, bareRuns, ratios, rounds, s
   lines.push('')
   lines.push('| | ms |')
   lines.push('|---|---|')
-  lines.push(`| engine prefill step (16 rows × 32 positions) | ${fmt(profile.prefillMs, 1)} |`)
-  lines.push(`| engine decode step: in ForwardRunner.run (session.run + tensor wrapping) | ${fmt(profile.decodeRunMs, 2)} |`)
-  lines.push(`| engine decode step: everything else (feed, re-pack, sampling + logprob, detokenize, yield) | ${fmt(profile.decodeRestMs, 2)} |`)
-  lines.push(`| … of which Generation.step for the 16 rows (greedy pick, logprob, detokenize, stop check) | ${fmt(profile.decodeSelectMs, 2)} |`)
+  lines.push(`| engine prefill step (16 rows: 16 prefix positions as past, 16 prompt positions; logits for the last only) | ${fmt(profile.prefillMs, 1)} |`)
+  lines.push(`| engine decode step: in ForwardRunner.run (session.run + tensor wrapping; the graph's greedy pick included) | ${fmt(profile.decodeRunMs, 2)} |`)
+  lines.push(`| engine decode step: everything else (feed, appending the new columns, taking the picks, detokenize, yield) | ${fmt(profile.decodeRestMs, 2)} |`)
+  lines.push(`| … of which Generation.step for the 16 rows (the graph's pick and logprob, detokenize, stop check) | ${fmt(profile.decodeSelectMs, 2)} |`)
   lines.push(`| bare loop, mean per pass (prefill included) | ${fmt(bareDecode.median, 2)} |`)
   lines.push(`| bare loop, share of time in session.run | ${fmt(spread(bareShare).median * 100, 1)} % |`)
-  lines.push(`| sampler select(), per row, greedy with logprob (log-sum-exp over the vocabulary) | ${fmt(profile.selectWithLogprobUs / 1000, 3)} |`)
-  lines.push(`| sampler select(), per row, greedy without logprob | ${fmt(profile.selectWithoutLogprobUs / 1000, 3)} |`)
+  lines.push(`| JavaScript sampler select(), per row, greedy with logprob (log-sum-exp over the vocabulary; what a row costs when it needs the logits) | ${fmt(profile.selectWithLogprobUs / 1000, 3)} |`)
+  lines.push(`| JavaScript sampler select(), per row, greedy without logprob | ${fmt(profile.selectWithoutLogprobUs / 1000, 3)} |`)
   const j = profile.joins
   const pct = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]
   lines.push(`| a request joining ${j.runningRows} running rows: time to first token, p50 / p99 (${j.ttftMs.length} joins) | ${fmt(pct(j.ttftMs, 0.5), 1)} / ${fmt(pct(j.ttftMs, 0.99), 1)} |`)

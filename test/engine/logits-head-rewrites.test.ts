@@ -17,7 +17,7 @@ import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema, TensorPro
 import { buildDecode, buildPrefill, type ForwardFeed } from '../../src/engine/batch/forward-feed.js'
 import { compact, prefillState } from '../../src/engine/batch/kv-state.js'
 import { fetchedLogits, ForwardRunner, type ForwardResult } from '../../src/engine/forward-runner.js'
-import { addGraphInput, newNode } from '../../src/engine/graph/graph-edit.js'
+import { addGraphInput, addGraphOutput, newNode } from '../../src/engine/graph/graph-edit.js'
 import { GREEDY_LOGPROB, GREEDY_TOKEN, greedyPick } from '../../src/engine/graph/greedy-pick.js'
 import { logitsToKeep } from '../../src/engine/graph/logits-to-keep.js'
 import { encodeModelProto } from '../../src/engine/graph/model-proto.js'
@@ -124,9 +124,7 @@ t.test('a float16 head keeps every position; its greedy pick still applies', asy
 async function pickSession(opset: number, vocab: number): Promise<ort.InferenceSession> {
   const graph = create(GraphProtoSchema, { name: 'logits-only' })
   addGraphInput(graph, 'scores', TensorProto_DataType.FLOAT, ['batch', 'positions', vocab])
-  // `logits` is declared like an input, then moved to the outputs.
-  addGraphInput(graph, 'logits', TensorProto_DataType.FLOAT, ['batch', 'positions', vocab])
-  graph.output.push(graph.input.pop()!)
+  addGraphOutput(graph, 'logits', TensorProto_DataType.FLOAT, ['batch', 'positions', vocab])
   graph.node.push(newNode('Identity', 'identity', ['scores'], ['logits']))
   const model = create(ModelProtoSchema, { irVersion: 8n, opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(opset) })], graph })
   t.equal(greedyPick.needed(model), true)

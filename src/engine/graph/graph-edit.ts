@@ -20,6 +20,7 @@ import {
   type ModelProto,
   type NodeProto,
   type TensorProto,
+  type ValueInfoProto,
 } from 'onnx-buf'
 
 /** The opset version of the default ONNX domain the model imports. */
@@ -51,13 +52,23 @@ export function addInt64Constant(graph: GraphProto, name: string, values: number
   return name
 }
 
-/** A graph input of `elemType`; string dims are symbolic. */
-export function addGraphInput(graph: GraphProto, name: string, elemType: TensorProto_DataType, dims: (number | string)[]): void {
+/** A tensor's declaration of `elemType`; string dims are symbolic. */
+function tensorInfo(name: string, elemType: TensorProto_DataType, dims: (number | string)[]): ValueInfoProto {
   const dim = dims.map((d) =>
     create(TensorShapeProto_DimensionSchema, { value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d } }),
   )
   const tensorType = create(TypeProto_TensorSchema, { elemType, shape: create(TensorShapeProtoSchema, { dim }) })
-  graph.input.push(create(ValueInfoProtoSchema, { name, type: create(TypeProtoSchema, { value: { case: 'tensorType', value: tensorType } }) }))
+  return create(ValueInfoProtoSchema, { name, type: create(TypeProtoSchema, { value: { case: 'tensorType', value: tensorType } }) })
+}
+
+/** A graph input of `elemType`; string dims are symbolic. */
+export function addGraphInput(graph: GraphProto, name: string, elemType: TensorProto_DataType, dims: (number | string)[]): void {
+  graph.input.push(tensorInfo(name, elemType, dims))
+}
+
+/** A graph output of `elemType`; string dims are symbolic. */
+export function addGraphOutput(graph: GraphProto, name: string, elemType: TensorProto_DataType, dims: (number | string)[]): void {
+  graph.output.push(tensorInfo(name, elemType, dims))
 }
 
 export function newNode(opType: string, name: string, inputs: string[], outputs: string[], ints: Record<string, number[]> = {}): NodeProto {

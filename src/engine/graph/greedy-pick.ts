@@ -20,18 +20,8 @@
  * Applies to any graph with a `logits` output whose last axis is the
  * vocabulary; it runs after float32_io, so it reads float32 logits.
  */
-import { create } from '@bufbuild/protobuf'
-import {
-  TensorProto_DataType,
-  TensorShapeProto_DimensionSchema,
-  TensorShapeProtoSchema,
-  TypeProto_TensorSchema,
-  TypeProtoSchema,
-  ValueInfoProtoSchema,
-  type ModelProto,
-  type NodeProto,
-} from 'onnx-buf'
-import { addInt64Constant, defaultOpset, newNode, withInts } from './graph-edit.js'
+import { TensorProto_DataType, type ModelProto, type NodeProto } from 'onnx-buf'
+import { addGraphOutput, addInt64Constant, defaultOpset, newNode, withInts } from './graph-edit.js'
 import type { GraphRewrite } from './graph-rewrite.js'
 
 export const GREEDY_TOKEN = 'greedy_token'
@@ -46,12 +36,6 @@ function reduceLastAxis(op: string, opset: number, axesName: string, input: stri
     ? newNode(op, `${P}/${op}`, [input, axesName], [output])
     : newNode(op, `${P}/${op}`, [input], [output], { axes: [-1] })
   return withInts(node, { keepdims })
-}
-
-function outputInfo(name: string, elemType: TensorProto_DataType) {
-  const dim = ['batch_size', 'logits_positions'].map((d) => create(TensorShapeProto_DimensionSchema, { value: { case: 'dimParam', value: d } }))
-  const tensorType = create(TypeProto_TensorSchema, { elemType, shape: create(TensorShapeProtoSchema, { dim }) })
-  return create(ValueInfoProtoSchema, { name, type: create(TypeProtoSchema, { value: { case: 'tensorType', value: tensorType } }) })
 }
 
 export const greedyPick: GraphRewrite = {
@@ -80,6 +64,7 @@ export const greedyPick: GraphRewrite = {
       newNode('Log', `${P}/Log`, [sum], [logSum]),
       newNode('Neg', `${P}/Neg`, [logSum], [GREEDY_LOGPROB]),
     )
-    graph.output.push(outputInfo(GREEDY_TOKEN, TensorProto_DataType.INT64), outputInfo(GREEDY_LOGPROB, TensorProto_DataType.FLOAT))
+    addGraphOutput(graph, GREEDY_TOKEN, TensorProto_DataType.INT64, ['batch_size', 'logits_positions'])
+    addGraphOutput(graph, GREEDY_LOGPROB, TensorProto_DataType.FLOAT, ['batch_size', 'logits_positions'])
   },
 }
