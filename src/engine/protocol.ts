@@ -32,9 +32,10 @@ export interface GenerationParams extends SamplingParams {
   /** Whose request this is, for the scheduler's fair share (default: one shared tenant). */
   tenant?: string
   /**
-   * Compute each token's logprob (default true). It costs a log-sum-exp over
-   * the whole vocabulary per token, about a fifth of a decode step at batch 16
-   * on a 32k vocabulary, so requests that never report it turn it off.
+   * Compute each token's logprob (default true). Where the row needs the
+   * logits in JavaScript (sampling, penalties) it costs a log-sum-exp over the
+   * whole vocabulary per token, so requests that never report it turn it off;
+   * a plain greedy row gets it from the graph's greedy pick either way.
    */
   logprobs?: boolean
   /** With logprobs: also report this many most likely tokens per step (OpenAI's top logprobs; default 0). */

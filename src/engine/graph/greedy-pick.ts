@@ -11,8 +11,8 @@
  *
  * Why: a greedy row without repetition penalty or top-logprobs needs nothing
  * else from its 32k logits. Scanning them in JavaScript (the argmax, then the
- * log-sum-exp for the reported logprob) cost ~0.2 ms per row per step, more
- * than a third of the forward pass at batch 16; ONNX Runtime does the same
+ * log-sum-exp for the reported logprob) cost ~0.2 ms per row per step, about
+ * a third of the forward pass at batch 16; ONNX Runtime does the same
  * with vectorized kernels on its own threads. And when every row of a pass
  * takes this pick, the engine does not fetch `logits` at all, so
  * onnxruntime-node does not copy them (batch × vocabulary floats per step).

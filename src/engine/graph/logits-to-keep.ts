@@ -13,10 +13,12 @@
  * Found by structure: walking back from the `logits` output through ops that
  * keep the shape and have one computed input (Cast, a bias Add, a
  * soft-capping Div/Tanh/Mul), to a MatMul of a computed activation and a
- * float32 weight fixed at export (an initializer, possibly transposed), or to a Gemm over rows flattened by a Reshape (then unflattened to the kept
+ * float32 weight fixed at export (an initializer, possibly transposed), or to
+ * a Gemm over rows flattened by a Reshape (then unflattened to the kept
  * positions). The hidden states are sliced along the sequence axis (-2, since
- * the MatMul multiplies the last). Any other graph (a merged decoder's If) is
- * left as it is and the engine reads every position's logits, as before.
+ * the MatMul multiplies the last). Any other graph (a merged decoder's If, a
+ * float16 or quantized head) is left as it is and the engine reads every
+ * position's logits, as before.
  */
 import { TensorProto_DataType, type GraphProto, type ModelProto, type NodeProto } from 'onnx-buf'
 import { addGraphInput, addInt64Constant, defaultOpset, insertBefore, newNode, withInts } from './graph-edit.js'
@@ -29,7 +31,7 @@ const LOGITS = 'logits'
 /** Elementwise ops between the LM head and the output that keep the shape (bias, cast, soft-capping). */
 const SHAPE_KEEPING = new Set(['Cast', 'Add', 'Sub', 'Mul', 'Div', 'Tanh', 'Identity'])
 /** LM head products whose first input is the activation and second the weight. */
-const HEAD_PRODUCTS = new Set(['MatMul', 'MatMulNBits', 'FusedMatMul'])
+const HEAD_PRODUCTS = new Set(['MatMul', 'FusedMatMul'])
 
 /** Whether a tensor is fixed at export: an initializer, a Constant, or computed from those alone (a Transpose of a tied embedding). */
 function fixedAtExport(index: GraphIndex, name: string, seen = new Set<string>()): boolean {
