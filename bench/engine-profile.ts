@@ -3,10 +3,12 @@
  * (EngineLoop, Generation, ForwardRunner, as the worker wires them) run on the
  * calling thread (the bench runs it on side-worker.ts), with a timing wrapper
  * around the forward pass. "run" is the time in
- * ForwardRunner.run (tensor wrapping + session.run); "rest" is everything else
- * in a step: feed building, re-packing, sampling (logprobs included),
- * detokenizing, the yield between steps. Plus the per-row cost of the sampler
- * with and without the log-sum-exp its logprob needs.
+ * ForwardRunner.run (tensor wrapping + session.run, the graph's greedy pick
+ * included); "rest" is everything else in a step: feed building, appending
+ * the new key/value columns, re-packing, taking each row's pick, detokenizing,
+ * the yield between steps. Plus the per-row cost of the JavaScript sampler
+ * (what a row that needs its logits pays) with and without the log-sum-exp
+ * its logprob needs.
  */
 import { EngineLoop, type Forward } from '../src/engine/engine-loop.js'
 import { ForwardRunner } from '../src/engine/forward-runner.js'

@@ -38,8 +38,8 @@ export class ForwardRunner {
   private readonly loraTensors: LoraFeedCache<Record<string, ort.Tensor>>
   /** What passes without virtual tokens feed: one zero row the graph broadcasts and never selects. */
   private readonly noEmbeds: ort.Tensor | null
-  /** The key/value outputs every pass fetches. */
-  private readonly kvOutputs: string[]
+  /** What a pass fetches: with the logits, or (when the graph picks greedy tokens) without them. */
+  private readonly fetchLists: { withLogits: string[]; withoutLogits: string[] }
 
   constructor(
     private readonly session: ort.InferenceSession,
@@ -48,18 +48,15 @@ export class ForwardRunner {
     loraInputs: readonly LoraInput[] = [],
   ) {
     const embeds = signature.inputsEmbeds
-    this.kvOutputs = [...signature.presentKeys, ...signature.presentValues]
+    const picks = signature.greedyPick ? [signature.greedyPick.token, signature.greedyPick.logprob] : []
+    const kv = [...signature.presentKeys, ...signature.presentValues]
+    this.fetchLists = { withLogits: [signature.logits, ...picks, ...kv], withoutLogits: [...picks, ...kv] }
     this.noEmbeds = embeds === null ? null : new ort.Tensor('float32', new Float32Array(embeds.hiddenSize), [1, 1, embeds.hiddenSize])
     this.loraTensors = new LoraFeedCache((rows) => {
       const tensors: Record<string, ort.Tensor> = {}
       for (const [name, t] of buildLoraFeed(loraInputs, rows)) tensors[name] = new ort.Tensor('float32', t.data, t.dims)
       return tensors
     })
-  }
-
-  private fetches(logits: boolean): string[] {
-    const pick = this.signature.greedyPick
-    return [...(logits ? [this.signature.logits] : []), ...(pick ? [pick.token, pick.logprob] : []), ...this.kvOutputs]
   }
 
   async run(feed: ForwardFeed): Promise<ForwardResult> {
@@ -89,11 +86,11 @@ export class ForwardRunner {
     if (sig.hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = new ort.Tensor('int64', BigInt64Array.of(BigInt(feed.logitsToKeep)), [1])
     // Outputs not fetched are not copied out of the runtime: the logits are the largest.
     let fetchLogits = feed.fetchLogits || sig.greedyPick === null
-    let out = await this.session.run(feeds, this.fetches(fetchLogits))
+    let out = await this.session.run(feeds, fetchLogits ? this.fetchLists.withLogits : this.fetchLists.withoutLogits)
     if (!fetchLogits && !soundPicks(out[sig.greedyPick!.logprob].data as Float32Array)) {
       // A row with NaN or infinite logits: the engine's sampler decides from the logits (rare; the same pass again).
       fetchLogits = true
-      out = await this.session.run(feeds, this.fetches(true))
+      out = await this.session.run(feeds, this.fetchLists.withLogits)
     }
     const columns = (size: number) => (name: string) =>
       sig.presentIsStep ? (out[name].data as Float32Array) : lastColumns(out[name].data as Float32Array, batch * H, pastLen + seqLen, seqLen, size)

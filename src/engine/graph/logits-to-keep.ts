@@ -82,7 +82,9 @@ function floatWeight(index: GraphIndex, name: string): boolean {
 /** Reshape(Gemm(Reshape(h, [-1, hidden]), W), shape): a Linear over flattened rows, as some exporters write it. */
 function flattenedHead(index: GraphIndex, reshape: NodeProto): HeadEntry | null {
   const gemm = index.producer.get(reshape.input[0])
-  if (gemm?.opType !== 'Gemm' || !gemm.input.slice(1).every((i) => i === '' || fixedAtExport(index, i)) || !floatWeight(index, gemm.input[1])) return null
+  if (gemm?.opType !== 'Gemm' || !floatWeight(index, gemm.input[1])) return null
+  const bias = gemm.input[2]
+  if (bias !== undefined && bias !== '' && !fixedAtExport(index, bias)) return null
   const flatten = index.producer.get(gemm.input[0])
   if (flatten?.opType !== 'Reshape' || index.constantInts(flatten.input[1])?.length !== 2) return null
   return fixedAtExport(index, flatten.input[0]) ? null : { at: flatten, unflatten: reshape }
