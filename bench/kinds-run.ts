@@ -41,7 +41,7 @@ import { pairedPasses } from './paired-passes.js'
 import { runEngineBatch, type BatchRow, type Throughput } from './engine-batch.js'
 import { startServer } from './http-bench.js'
 import { machineInfo } from './machine.js'
-import { alternate, fmt, median, spread } from './stats.js'
+import { alternate, fmt, median, quantile, spread } from './stats.js'
 import { benchPrefix, benchPrompts, ensureModel, WORKLOAD } from './workload.js'
 
 const { values: args } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, 'cache-dir': { type: 'string', default: '.cache/bench' } } })
@@ -111,7 +111,6 @@ const RATIOS = [
 
 const measured: Array<Record<string, Throughput>> = []
 /** The q-quantile of the values (nearest rank). */
-const quantile = (values: readonly number[], q: number) => [...values].sort((x, y) => x - y)[Math.min(values.length - 1, Math.floor(q * values.length))]
 const rate = (x: Throughput) => x.tokens / x.seconds
 try {
   for (let round = -1; round < rounds; round++) {

@@ -36,7 +36,7 @@ import { LoopBench, type LoopRow } from './lora-loop.js'
 import { machineInfo } from './machine.js'
 import { noLoraFeeds } from './no-lora-feeds.js'
 import { pairedPasses } from './paired-passes.js'
-import { alternate, fmt, median, spread } from './stats.js'
+import { alternate, fmt, median, quantile, spread } from './stats.js'
 import { benchPrompts, WORKLOAD } from './workload.js'
 
 const { values: args } = parseArgs({
@@ -134,11 +134,10 @@ const lines = [
     return `| ${q.name} | ${fmt(s.median, 3)} | ${fmt(s.min, 3)} | ${fmt(s.max, 3)} | ${q.target === undefined ? '' : `≥ ${q.target}`} |`
   }),
   '',
-  ...paired.map((p) => {
-    const sorted = [...p.ratios].sort((x, y) => x - y)
-    const q = (f: number) => sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))]
-    return `Paired passes, no LoRA row, derived graph (${p.name}) / exported graph: ${p.ratios.length} forward passes, per-pass time ratio median ${fmt(median(p.ratios), 3)}, interquartile range ${fmt(q(0.25), 3)} to ${fmt(q(0.75), 3)}.`
-  }),
+  ...paired.map(
+    (p) =>
+      `Paired passes, no LoRA row, derived graph (${p.name}) / exported graph: ${p.ratios.length} forward passes, per-pass time ratio median ${fmt(median(p.ratios), 3)}, interquartile range ${fmt(quantile(p.ratios, 0.25), 3)} to ${fmt(quantile(p.ratios, 0.75), 3)}.`,
+  ),
   '',
   `memory per cached LoRA (A and B, float32): q,v r8 ${fmt(loraAdapterBytes(qvLoras[0]) / 1024, 1)} KiB; all modules r8 ${fmt(loraAdapterBytes(allLoras[0]) / 1024, 1)} KiB`,
   '',

@@ -10,7 +10,7 @@
  * ForwardRunner, so this loop is the same for every model.
  */
 import { buildDecode, buildPrefill, type ForwardFeed } from './batch/forward-feed.js'
-import { appendStep, compact, emptyKvState, prefillState, withRoom, type KvShape, type KvState } from './batch/kv-state.js'
+import { appendStep, compact, emptyKvState, packedAsCompact, prefillState, roomFor, withRoom, type KvShape, type KvState } from './batch/kv-state.js'
 import { epochMs } from '../domain/clock.js'
 import type { ForwardResult } from './forward-runner.js'
 import type { Generation } from './generation.js'
@@ -32,9 +32,12 @@ interface DecoderPlan {
   admit: Generation[]
 }
 
+/** What buildPrefill says the prefill's outputs will describe. */
+type PrefillPlanState = ReturnType<typeof buildPrefill>['state']
+
 interface DecoderResults {
   decode: PassOutcome<ForwardResult> | null
-  prefill: { admittedAt: number; feed: ForwardFeed; state: ReturnType<typeof buildPrefill>['state']; outcome: PassOutcome<ForwardResult> } | null
+  prefill: { admittedAt: number; feed: ForwardFeed; state: PrefillPlanState; outcome: PassOutcome<ForwardResult> } | null
 }
 
 export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
@@ -97,10 +100,9 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
       appendStep(this.shape, this.state, decoded.stepKeys, decoded.stepValues)
       plan.decoding.forEach((g, r) => this.sampleRow(g, () => g.step(decoded.logits, r * this.vocabSize, graphPick(decoded, r)), events))
     }
-    let added: KvState | null = null
     const prefilled = results.prefill && this.passed(plan.admit, results.prefill.outcome)
     if (results.prefill && prefilled) {
-      const { admittedAt, feed, state } = results.prefill
+      const { admittedAt } = results.prefill
       // Prompts are left-padded, so every row's last prompt token is the last column.
       const positions = prefilled.positions
       plan.admit.forEach((g, r) =>
@@ -111,12 +113,26 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
           admittedAt,
         ),
       )
-      added = prefillState(this.shape, feed, state.rowIds, state.nextPosition, prefilled.stepKeys, prefilled.stepValues)
     }
     this.retireFinished(events)
-    // Newly prefilled rows join the running batch: one re-pack per change.
-    if (added) this.repack([this.state, added])
+    if (results.prefill && prefilled) this.join(results.prefill.feed, results.prefill.state, prefilled)
     return events
+  }
+
+  /**
+   * Newly prefilled rows join the running batch: one re-pack per change. When
+   * no row is running (an idle engine's first pass) and the prefill left its
+   * rows as a re-pack would, its state is the batch, room added: the cache
+   * is not copied twice.
+   */
+  private join(feed: ForwardFeed, state: PrefillPlanState, prefilled: ForwardResult): void {
+    const running = (id: number) => this.scheduler.runningRequest(id) !== undefined
+    const total = feed.pastLen + feed.seqLen
+    const alone = !this.state.rowIds.some(running) && state.rowIds.every(running) && packedAsCompact(feed.attentionMask, feed.batch, total)
+    const added = prefillState(this.shape, feed, state.rowIds, state.nextPosition, prefilled.stepKeys, prefilled.stepValues, alone ? roomFor(total) : 0)
+    if (!alone) return this.repack([this.state, added])
+    this.state = added
+    this.membershipChanged = false
   }
 
   private repack(states: KvState[]): void {

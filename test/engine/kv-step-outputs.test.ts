@@ -7,12 +7,15 @@
 import t from 'tap'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
+import { create } from '@bufbuild/protobuf'
+import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema, TensorProto_DataType, type ModelProto } from 'onnx-buf'
 import { buildDecode, buildPrefill } from '../../src/engine/batch/forward-feed.js'
-import { appendStep, compact, prefillState, withRoom, type KvShape, type KvState } from '../../src/engine/batch/kv-state.js'
+import { appendStep, compact, packedAsCompact, prefillState, roomFor, withRoom, type KvShape, type KvState } from '../../src/engine/batch/kv-state.js'
 import { fetchedLogits, ForwardRunner } from '../../src/engine/forward-runner.js'
 import { deriveModel } from '../../src/engine/graph/derive-model.js'
 import { kvStepOutputs } from '../../src/engine/graph/kv-step-outputs.js'
-import { readModelProto } from '../../src/engine/graph/model-proto.js'
+import { encodeModelProto, readModelProto } from '../../src/engine/graph/model-proto.js'
+import { addGraphInput, addGraphOutput, newNode, withInts } from '../../src/engine/graph/graph-edit.js'
 import { readModelSpec } from '../../src/engine/model-config.js'
 import { readSignature, type TensorMeta } from '../../src/engine/onnx-signature.js'
 import { generateTinyModel, pastKv, seededPrefix, tempDir } from '../helpers/batching-models.js'
@@ -93,6 +96,44 @@ t.test('graphs whose present is not a plain Concat of their past are left as the
   t.equal(kvStepOutputs.needed(model), true, 'restored, it qualifies again')
 })
 
+/**
+ * One layer's present as a Concat of its past and new columns, where the key's
+ * new columns are a graph input and the value's a node's output: the first
+ * needs an Identity to carry the output's name, the second takes the name.
+ */
+function oneLayerGraph(): ModelProto {
+  const graph = create(GraphProtoSchema, { name: 'one-layer' })
+  for (const name of ['past_key_values.0.key', 'past_key_values.0.value', 'new_key', 'x']) addGraphInput(graph, name, TensorProto_DataType.FLOAT, [1, 1, 'seq', 2])
+  graph.node.push(
+    newNode('Neg', 'make_value', ['x'], ['new_value']),
+    withInts(newNode('Concat', 'concat_key', ['past_key_values.0.key', 'new_key'], ['present.0.key']), { axis: 2 }),
+    withInts(newNode('Concat', 'concat_value', ['past_key_values.0.value', 'new_value'], ['present.0.value']), { axis: 2 }),
+    newNode('Mul', 'reads_value', ['new_value', 'new_value'], ['squared']),
+  )
+  for (const name of ['present.0.key', 'present.0.value', 'squared']) addGraphOutput(graph, name, TensorProto_DataType.FLOAT, [1, 1, 'total', 2])
+  return create(ModelProtoSchema, { irVersion: 8n, opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 17n })], graph })
+}
+
+t.test('new columns a node makes take the output name; a graph input goes through an Identity', async (t) => {
+  const model = oneLayerGraph()
+  kvStepOutputs.apply(model)
+  const graph = model.graph!
+  t.same(graph.node.filter((n) => n.opType === 'Identity').map((n) => [n.input[0], n.output[0]]), [['new_key', 'present_step.0.key']], 'one Identity, for the input')
+  t.same(graph.node.find((n) => n.name === 'make_value')!.output, ['present_step.0.value'], 'the Neg makes the value output itself')
+  t.same(graph.node.find((n) => n.name === 'reads_value')!.input, ['present_step.0.value', 'present_step.0.value'], 'its other readers follow the rename')
+  const session = await ort.InferenceSession.create(encodeModelProto(model), options)
+  const tensor = (values: number[]) => new ort.Tensor('float32', Float32Array.from(values), [1, 1, values.length / 2, 2])
+  const out = await session.run({
+    'past_key_values.0.key': tensor([1, 2]),
+    'past_key_values.0.value': tensor([3, 4]),
+    new_key: tensor([5, 6]),
+    x: tensor([7, 8]),
+  })
+  t.same([...(out['present_step.0.key'].data as Float32Array)], [5, 6])
+  t.same([...(out['present_step.0.value'].data as Float32Array)], [-7, -8])
+  t.same([...(out.squared.data as Float32Array)], [49, 64])
+})
+
 /** A state of `rows` rows with `length` columns in use, every real value distinct. */
 function filledState(shape: KvShape, rows: number, length: number): KvState {
   const { numKvHeads: H, headDim: D } = shape
@@ -147,4 +188,34 @@ t.test('appendStep writes column `length` of every row in place; withRoom re-pac
       t.same([...roomy.values[0].subarray(at, at + D)], [...stepValues[0].subarray((r * H + h) * D, (r * H + h + 1) * D)], `row ${r} head ${h}: values in column 4`)
     }
   }
+})
+
+t.test('a prefill packed as a re-pack would pack it runs as it is: prefillState with room equals compact of it', async (t) => {
+  const shape = { numLayers: 2, numKvHeads: 2, headDim: 3 }
+  const mask = (rows: number[][]) => BigInt64Array.from(rows.flat(), BigInt)
+  t.equal(packedAsCompact(mask([[1, 1, 1], [0, 1, 1]]), 2, 3), true, 'right-aligned rows, one of them full')
+  t.equal(packedAsCompact(mask([[0, 1, 1], [0, 0, 1]]), 2, 3), false, 'no row fills the columns: a re-pack would shorten it')
+  t.equal(packedAsCompact(mask([[1, 1, 1], [1, 0, 1]]), 2, 3), false, 'a gap (a short prompt after a prefix)')
+
+  // Two rows, three columns: row 1 has one padded column in front, as a shorter prompt without prefix has.
+  const rows = 2
+  const total = 3
+  const { numKvHeads: H, headDim: D } = shape
+  const feedMask = mask([[1, 1, 1], [0, 1, 1]])
+  const keys = [0, 1].map((l) => Float32Array.from({ length: rows * H * total * D }, (_, i) => l * 1000 + i))
+  const values = keys.map((k) => k.map((x) => -x))
+  // What a model may compute at a padded position (a query that attends to nothing): it must not be kept.
+  for (const tensor of [...keys, ...values]) for (let h = 0; h < H; h++) tensor.fill(Number.NaN, ((1 * H + h) * total + 0) * D, ((1 * H + h) * total + 1) * D)
+  const feed = { batch: rows, seqLen: total, pastLen: 0, inputIds: new BigInt64Array(0), inputsEmbeds: null, positionIds: new BigInt64Array(0), attentionMask: feedMask, pastKeys: keys.map(() => new Float32Array(0)), pastValues: keys.map(() => new Float32Array(0)), logitsToKeep: 1, fetchLogits: false }
+  const roomless = prefillState(shape, feed, [1, 2], [3, 2], keys, values)
+  const packed = compact(shape, [0, 1].map((row) => ({ state: roomless, row })))
+  const direct = prefillState(shape, feed, [1, 2], [3, 2], keys, values, roomFor(total))
+  t.same([direct.length, direct.capacity], [packed.length, packed.capacity], 'same length and capacity')
+  t.same([...direct.mask], [...packed.mask], 'same mask')
+  for (let layer = 0; layer < 2; layer++) {
+    t.same([...direct.keys[layer]], [...packed.keys[layer]], `layer ${layer}: same keys`)
+    t.same([...direct.values[layer]], [...packed.values[layer]], `layer ${layer}: same values`)
+  }
+  t.ok(direct.keys.every((k) => !k.some(Number.isNaN)) && direct.values.every((v) => !v.some(Number.isNaN)), 'the padded column is zeros, not what the model left there')
+  t.same(direct.nextPosition, [3, 2])
 })

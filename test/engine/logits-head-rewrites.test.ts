@@ -13,12 +13,13 @@ import { join } from 'node:path'
 import { create } from '@bufbuild/protobuf'
 import fc from 'fast-check'
 import * as ort from 'onnxruntime-node'
-import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema, TensorProto_DataType } from 'onnx-buf'
+import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema, TensorProto_DataType, type ModelProto } from 'onnx-buf'
 import { buildDecode, buildPrefill, type ForwardFeed } from '../../src/engine/batch/forward-feed.js'
 import { compact, prefillState } from '../../src/engine/batch/kv-state.js'
 import { fetchedLogits, ForwardRunner, type ForwardResult } from '../../src/engine/forward-runner.js'
 import { addGraphInput, addGraphOutput, newNode } from '../../src/engine/graph/graph-edit.js'
-import { GREEDY_LOGPROB, GREEDY_TOKEN, greedyPick } from '../../src/engine/graph/greedy-pick.js'
+import { GREEDY_LOGPROB, GREEDY_TOKEN, greedyPick, greedyPickRewrite, vocabChunks } from '../../src/engine/graph/greedy-pick.js'
+import type { GraphRewrite } from '../../src/engine/graph/graph-rewrite.js'
 import { logitsToKeep } from '../../src/engine/graph/logits-to-keep.js'
 import { encodeModelProto } from '../../src/engine/graph/model-proto.js'
 import { MODEL_REWRITES } from '../../src/engine/graph/rewrites.js'
@@ -120,17 +121,21 @@ t.test('a float16 head keeps every position; its greedy pick still applies', asy
   t.equal(half.signature.hasLogitsToKeep, false)
 })
 
-/** A graph whose `logits` output is its input: greedy_pick alone on rows the test chooses. */
-async function pickSession(opset: number, vocab: number): Promise<ort.InferenceSession> {
+/** A graph whose `logits` output is its input, with `rewrite` applied: greedy_pick alone on rows the test chooses. */
+function pickModel(opset: number, vocab: number, rewrite: GraphRewrite = greedyPick): ModelProto {
   const graph = create(GraphProtoSchema, { name: 'logits-only' })
   addGraphInput(graph, 'scores', TensorProto_DataType.FLOAT, ['batch', 'positions', vocab])
   addGraphOutput(graph, 'logits', TensorProto_DataType.FLOAT, ['batch', 'positions', vocab])
   graph.node.push(newNode('Identity', 'identity', ['scores'], ['logits']))
   const model = create(ModelProtoSchema, { irVersion: 8n, opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(opset) })], graph })
-  t.equal(greedyPick.needed(model), true)
-  greedyPick.apply(model)
-  t.equal(greedyPick.needed(model), false, 'applied once')
-  return ort.InferenceSession.create(encodeModelProto(model), { intraOpNumThreads: 1, interOpNumThreads: 1 })
+  t.equal(rewrite.needed(model), true)
+  rewrite.apply(model)
+  t.equal(rewrite.needed(model), false, 'applied once')
+  return model
+}
+
+function pickSession(opset: number, vocab: number, rewrite: GraphRewrite = greedyPick): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(encodeModelProto(pickModel(opset, vocab, rewrite)), { intraOpNumThreads: 1, interOpNumThreads: 1 })
 }
 
 const specialRow = (vocab: number) =>
@@ -142,14 +147,30 @@ const specialRow = (vocab: number) =>
     { minLength: vocab, maxLength: vocab },
   )
 
-for (const opset of [13, 18]) {
-  t.test(`greedy_pick (opset ${opset}) against the sampler: ties, NaN, infinities (a NaN logprob where the pick must not be used)`, async (t) => {
-    const vocab = 9
-    const session = await pickSession(opset, vocab)
+// 7 is prime (one ArgMax over the whole vocabulary); 9, 12 and 30 are cut into chunks (3×3, 3×4, 5×6);
+// opset 11 and the whole-vocabulary variant scan 12 in one ArgMax.
+const pickCases: Array<[number, number, GraphRewrite, string]> = [
+  [13, 7, greedyPick, 'chunked where it can'],
+  [13, 12, greedyPick, 'chunked where it can'],
+  [18, 9, greedyPick, 'chunked where it can'],
+  [18, 30, greedyPick, 'chunked where it can'],
+  [11, 12, greedyPick, 'chunked where it can'],
+  [18, 12, greedyPickRewrite({ chunked: false }), 'one ArgMax'],
+]
+for (const [opset, vocab, rewrite, label] of pickCases) {
+  t.test(`greedy_pick (${label}, opset ${opset}, vocabulary ${vocab}) against the sampler: ties, NaN, infinities (a NaN logprob where the pick must not be used)`, async (t) => {
+    const session = await pickSession(opset, vocab, rewrite)
+    // A [batch, positions] grid of rows, as a prefill keeping several positions feeds it.
+    const batches = fc
+      .tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 }))
+      .chain(([batch, positions]) => fc.record({ batch: fc.constant(batch), positions: fc.constant(positions), rows: fc.array(specialRow(vocab), { minLength: batch * positions, maxLength: batch * positions }) }))
     await fc.assert(
-      fc.asyncProperty(fc.array(specialRow(vocab), { minLength: 1, maxLength: 4 }), async (rows) => {
+      fc.asyncProperty(batches, async ({ batch, positions, rows }) => {
         const data = Float32Array.from(rows.flat())
-        const out = await session.run({ scores: new ort.Tensor('float32', data, [rows.length, 1, vocab]) })
+        const out = await session.run({ scores: new ort.Tensor('float32', data, [batch, positions, vocab]) })
+        for (const name of [GREEDY_TOKEN, GREEDY_LOGPROB]) {
+          if (out[name].dims.join() !== [batch, positions].join()) throw new Error(`${name} dims ${out[name].dims}, want [${batch}, ${positions}]`)
+        }
         const tokens = out[GREEDY_TOKEN].data as BigInt64Array
         const logprobs = out[GREEDY_LOGPROB].data as Float32Array
         rows.forEach((row, r) => {
@@ -172,3 +193,17 @@ for (const opset of [13, 18]) {
     t.pass('200 batches of rows agree')
   })
 }
+
+t.test('the argmax is cut into chunks when the vocabulary divides and the opset has GatherND batch_dims', async (t) => {
+  t.same(vocabChunks(32000, 17), { chunks: 160, width: 200 }, 'the most chunks up to √32000 that divide it')
+  t.same(vocabChunks(50257, 17), { chunks: 29, width: 1733 })
+  t.same(vocabChunks(16, 13), { chunks: 4, width: 4 })
+  t.equal(vocabChunks(7, 17), null, 'a prime vocabulary: one ArgMax')
+  t.equal(vocabChunks(32000, 11), null, 'opset 11: no GatherND batch_dims')
+  t.equal(vocabChunks(null, 17), null, 'a symbolic vocabulary axis')
+  const gathers = (model: ModelProto) => model.graph!.node.filter((n) => n.opType === 'GatherND').length
+  t.equal(gathers(pickModel(13, 12)), 1, 'vocabulary 12 at opset 13: the chunked scan')
+  t.equal(gathers(pickModel(13, 7)), 0, 'vocabulary 7: one ArgMax')
+  t.equal(gathers(pickModel(11, 12)), 0, 'opset 11: one ArgMax')
+  t.equal(gathers(pickModel(13, 12, greedyPickRewrite({ chunked: false }))), 0, 'the whole-vocabulary variant: one ArgMax')
+})

@@ -71,6 +71,10 @@ t.test('rng: xoshiro128** reference outputs, ranges, seeding', async (t) => {
   const seeds = [randomSeed(), randomSeed(), randomSeed()]
   for (const s of seeds) t.ok(Number.isSafeInteger(s) && s >= 0, `random seed ${s} is a safe non-negative integer`)
   t.ok(new Set(seeds).size === 3, 'random seeds differ')
+  // Seeds come from blocks of the OS generator: across a block's end they still differ and stay in range.
+  const many = Array.from({ length: 1500 }, () => randomSeed())
+  t.equal(new Set(many).size, many.length, '1500 seeds in a row, across blocks, all differ')
+  t.ok(many.every((s) => Number.isSafeInteger(s) && s >= 0 && s <= MAX_SEED), 'every one a valid seed')
   for (const bad of [-1, 1.5, Number.NaN, 2 ** 53]) t.throws(() => new SeededRandom(bad), RangeError)
 })
 

@@ -172,8 +172,9 @@ export function appendStep(shape: KvShape, state: KvState, stepKeys: Float32Arra
 
 /**
  * The state a prefill pass leaves: its past (the prefix block) followed by the
- * columns it computed (per layer [rows, kvHeads, seqLen, headDim]), no room
- * left; the re-pack that merges it into the running batch adds the room.
+ * columns it computed (per layer [rows, kvHeads, seqLen, headDim]), with
+ * `room` free columns after them (default none: the re-pack that merges it
+ * into the running batch adds the room).
  */
 export function prefillState(
   shape: KvShape,
@@ -182,23 +183,54 @@ export function prefillState(
   nextPosition: number[],
   stepKeys: Float32Array[],
   stepValues: Float32Array[],
+  room = 0,
 ): KvState {
   const { numLayers, numKvHeads: H, headDim: D } = shape
   const Dv = shape.valueHeadDim ?? D
   const { batch, pastLen, seqLen } = feed
   const total = pastLen + seqLen
-  const out = allocate(shape, rowIds, total, total, nextPosition)
-  for (let r = 0; r < batch; r++) out.mask.set(feed.attentionMask.subarray(r * total, (r + 1) * total), r * (total + 1))
+  const capacity = total + room
+  const out = allocate(shape, rowIds, total, capacity, nextPosition)
+  // A row's leading padding stays zero, as a re-pack leaves it: what the model
+  // computed there (NaN, for some attention masks) must never reach a pass.
+  const lead: number[] = []
+  for (let r = 0; r < batch; r++) {
+    out.mask.set(feed.attentionMask.subarray(r * total, (r + 1) * total), r * (capacity + 1))
+    let t = 0
+    while (t < total && feed.attentionMask[r * total + t] === 0n) t++
+    lead.push(t)
+  }
   for (let layer = 0; layer < numLayers; layer++) {
     for (const [past, step, to, size] of [
       [feed.pastKeys[layer], stepKeys[layer], out.keys[layer], D],
       [feed.pastValues[layer], stepValues[layer], out.values[layer], Dv],
     ] as const) {
       for (let rh = 0; rh < batch * H; rh++) {
-        to.set(past.subarray(rh * pastLen * size, (rh + 1) * pastLen * size), rh * total * size)
-        to.set(step.subarray(rh * seqLen * size, (rh + 1) * seqLen * size), (rh * total + pastLen) * size)
+        const skip = lead[Math.floor(rh / H)]
+        const pastFrom = Math.min(skip, pastLen)
+        const stepFrom = Math.max(0, skip - pastLen)
+        to.set(past.subarray((rh * pastLen + pastFrom) * size, (rh + 1) * pastLen * size), (rh * capacity + pastFrom) * size)
+        to.set(step.subarray((rh * seqLen + stepFrom) * size, (rh + 1) * seqLen * size), (rh * capacity + pastLen + stepFrom) * size)
       }
     }
   }
   return out
+}
+
+/**
+ * Whether a prefill's layout is already what `compact` would make of it:
+ * every row's real positions end at the last column with no gap (a prompt
+ * shorter than the longest, after a prefix, leaves one), and some row fills
+ * every column. Then the prefill's state can run as it is, room added.
+ */
+export function packedAsCompact(mask: BigInt64Array, rows: number, width: number): boolean {
+  let full = false
+  for (let r = 0; r < rows; r++) {
+    const base = r * width
+    let t = 0
+    while (t < width && mask[base + t] === 0n) t++
+    if (t === 0) full = true
+    for (; t < width; t++) if (mask[base + t] !== 1n) return false
+  }
+  return full
 }

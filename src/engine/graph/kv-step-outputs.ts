@@ -18,7 +18,8 @@
  * cuts the new columns out of `present`.
  */
 import { clone, create } from '@bufbuild/protobuf'
-import { NodeProtoSchema, TypeProtoSchema, ValueInfoProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto } from 'onnx-buf'
+import { NodeProtoSchema, TypeProtoSchema, ValueInfoProtoSchema, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from 'onnx-buf'
+import { allGraphs } from './graph-index.js'
 import type { GraphRewrite } from './graph-rewrite.js'
 
 const PRESENT = /^present\.(\d+)\.(key|value)$/
@@ -77,6 +78,28 @@ function stepValueInfo(source: StepSource): ValueInfoProto {
   return info
 }
 
+/**
+ * Whether the new columns can take the output's name themselves: a tensor a
+ * node of the main graph makes, that is no graph input, initializer or
+ * output already, and that no nested graph reads from the outer scope.
+ */
+function renameable(graph: GraphProto, tensor: string): boolean {
+  if (!graph.node.some((n) => n.output.includes(tensor))) return false
+  if (graph.input.some((i) => i.name === tensor) || graph.initializer.some((i) => i.name === tensor) || graph.output.some((o) => o.name === tensor)) return false
+  const nested = allGraphs(graph).filter((g) => g !== graph)
+  return !nested.some((g) => g.node.some((n) => n.input.includes(tensor)))
+}
+
+/** Renames a tensor of the main graph wherever it is made, read or described. */
+function renameTensor(graph: GraphProto, from: string, to: string): void {
+  const rename = (name: string) => (name === from ? to : name)
+  for (const node of graph.node) {
+    node.input = node.input.map(rename)
+    node.output = node.output.map(rename)
+  }
+  for (const info of graph.valueInfo) info.name = rename(info.name)
+}
+
 export const kvStepOutputs: GraphRewrite = {
   name: 'kv_step_outputs',
   needed: (model) => stepSources(model) !== null,
@@ -84,17 +107,19 @@ export const kvStepOutputs: GraphRewrite = {
     const sources = stepSources(model)!
     const graph = model.graph!
     // The Concat stays (attention reads it); only what leaves the graph changes.
-    // An Identity gives the new columns their output name; it copies a few kilobytes.
     const replaced = new Set(sources.map((s) => s.output.name))
+    // Tensors already renamed to an output (two outputs of one tensor: the second copies the first).
+    const renamedTo = new Map<string, string>()
     for (const s of sources) {
-      graph.node.push(
-        create(NodeProtoSchema, {
-          opType: 'Identity',
-          name: `/prefixd/${stepOutputName(s.layer, s.kind)}`,
-          input: [s.newColumns],
-          output: [stepOutputName(s.layer, s.kind)],
-        }),
-      )
+      const name = stepOutputName(s.layer, s.kind)
+      const source = renamedTo.get(s.newColumns)
+      if (source === undefined && renameable(graph, s.newColumns)) {
+        // The new columns take the output's name: no Identity, which ONNX Runtime would run (a copy) on every pass.
+        renameTensor(graph, s.newColumns, name)
+        renamedTo.set(s.newColumns, name)
+      } else {
+        graph.node.push(create(NodeProtoSchema, { opType: 'Identity', name: `/prefixd/${name}`, input: [source ?? s.newColumns], output: [name] }))
+      }
     }
     graph.output = [...graph.output.filter((o) => !replaced.has(o.name)), ...sources.map(stepValueInfo)]
   },

@@ -91,8 +91,21 @@ export class SeededRandom {
   }
 }
 
+/**
+ * Words from the OS CSPRNG, drawn a block at a time: one draw per request
+ * cost about 70 µs on the HTTP thread (bench profile, most of it the call
+ * itself), a block of 4 KB about the same.
+ */
+const seedWords = new Uint32Array(1024)
+let nextSeedWord = seedWords.length
+
 /** A fresh seed from the OS CSPRNG, for requests that give none; it is reported back to the client. */
 export function randomSeed(): number {
-  const words = getRandomValues(new Uint32Array(2))
-  return (words[0] & 0x1fffff) * TWO_POW_32 + words[1]
+  if (nextSeedWord >= seedWords.length) {
+    getRandomValues(seedWords)
+    nextSeedWord = 0
+  }
+  const high = seedWords[nextSeedWord++]
+  const low = seedWords[nextSeedWord++]
+  return (high & 0x1fffff) * TWO_POW_32 + low
 }
