@@ -45,7 +45,7 @@ export const ConfigSchema = Type.Object({
   MAX_BATCH_SIZE: int(16, 1, 'Most requests in one forward pass.', 1024),
   MAX_BATCH_TOKENS: int(16384, 1, 'Most key/value positions (prefix + prompt + new tokens) held by the running batch.'),
   MAX_PREFILL_TOKENS: int(4096, 1, 'Most prompt and prefix tokens admitted into one prefill pass.'),
-  ADMISSION_WAIT_MS: int(10, 0, 'When the engine is idle, its first request waits while others keep arriving (until none came for 1 ms), at most this long, so that requests sent together start as one prefill pass, in milliseconds (0: no wait). A busy engine never waits: newcomers join at its next step.', 1000),
+  ADMISSION_WAIT_MS: int(10, 0, 'When no request is running, the first to arrive waits while others keep arriving (until none came for 2 ms), at most this long, so that requests sent together start as one prefill pass, in milliseconds (0: no wait). An engine with running requests never waits: newcomers join at its next step.', 1000),
   MAX_WAITING_REQUESTS: int(256, 0, 'Requests allowed to wait for a batch slot; beyond it new ones get 429.'),
   MAX_WAITING_PER_TENANT: int(64, 0, 'Waiting requests one tenant may hold, so a flood cannot fill the queue for everyone.'),
   RATE_LIMIT_PER_MINUTE: int(0, 0, 'Requests per minute per tenant (0: no limit); shared across replicas through Redis when REDIS_URL is set.'),

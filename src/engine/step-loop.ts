@@ -18,8 +18,8 @@ import { rowFailure } from './row-failure.js'
 import type { LoopStats, TokenEvent } from './protocol.js'
 import { Scheduler, type SchedulerLimits } from './scheduler.js'
 
-/** An idle loop starts once no new request arrived for this long (or its admission window ends). */
-const QUIET_SLICE_MS = 1
+/** An engine with no running rows starts once no new request arrived for this long (or its admission window ends). */
+const QUIET_SLICE_MS = 2
 
 export interface EngineSink {
   tokens(events: TokenEvent[], stats: LoopStats): void
@@ -67,28 +67,43 @@ export abstract class StepLoop<Plan, Results> {
   protected abstract update(plan: Plan, results: Results): TokenEvent[]
 
   /**
-   * From now on, an idle loop that gets a request waits while others keep
-   * arriving, at most `ms` (ADMISSION_WAIT_MS), before its first pass.
-   * Requests sent together reach the engine over several milliseconds, each
-   * parsed and tokenized in turn on the HTTP thread (0.3-0.5 ms apart in the
-   * bench); started at the first, a burst of 16 was prefilled in three passes
-   * (2, 7, 7 rows) while the first rows decoded alone, and each pass took the
-   * cores from the HTTP thread still preparing the rest. A request arriving
-   * alone waits one quiet slice. A busy loop never waits: newcomers join at
-   * its next step.
+   * From now on, a loop with no running rows that gets a request waits while
+   * others keep arriving, at most `ms` (ADMISSION_WAIT_MS), before its first
+   * pass. Requests sent together reach the engine over several milliseconds,
+   * each parsed and tokenized in turn on the HTTP thread (0.3-0.7 ms apart in
+   * the bench, with pauses of several ms for its garbage collector); started
+   * at the first, a burst of 16 was prefilled in three passes (2, 7, 7 rows)
+   * while the first rows decoded alone, and each pass took the cores from the
+   * HTTP thread still preparing the rest. A request arriving alone waits one
+   * quiet slice. A loop with running rows never waits: newcomers join at its
+   * next step. "No running rows" is checked before every step, not only when
+   * the loop starts: a burst that arrives while the loop winds down the last
+   * batch (its last step, a collection) is gathered too.
    */
   setAdmissionWindow(ms: number, quietMs = QUIET_SLICE_MS): void {
     this.admission = { windowMs: ms, quietMs }
   }
 
-  /** Resolves once no request arrived for a quiet slice, or the admission window is over. */
+  /**
+   * Resolves once no request arrived for a quiet slice, or the admission
+   * window is over. Polls every millisecond and measures the quiet itself: a
+   * timer of the slice's length may fire up to a millisecond early.
+   */
   private async gatherArrivals(): Promise<void> {
     const { windowMs, quietMs } = this.admission
     const start = performance.now()
-    let seen = -1
-    while (this.scheduler.waitingCount !== seen && performance.now() - start < windowMs) {
-      seen = this.scheduler.waitingCount
-      await sleep(quietMs)
+    let seen = this.scheduler.waitingCount
+    let lastArrival = start
+    for (;;) {
+      const now = performance.now()
+      if (this.scheduler.waitingCount !== seen) {
+        seen = this.scheduler.waitingCount
+        lastArrival = now
+      } else if (now - lastArrival >= quietMs) {
+        return
+      }
+      if (now - start >= windowMs) return
+      await sleep(1)
     }
   }
 
@@ -128,13 +143,13 @@ export abstract class StepLoop<Plan, Results> {
 
   private kick(): void {
     if (this.looping || this.stopping) return
-    const arrived = this.admission.windowMs > 0 ? this.gatherArrivals() : new Promise<void>((resolve) => setImmediate(resolve))
-    this.looping = arrived.then(() => this.loop())
+    this.looping = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.loop())
   }
 
   private async loop(): Promise<void> {
     try {
       while (!this.scheduler.idle && !this.stopping) {
+        if (this.admission.windowMs > 0 && this.scheduler.runningCount === 0) await this.gatherArrivals()
         await this.step()
         // Let cancellations and new requests arrive between forward passes.
         await new Promise<void>((resolve) => setImmediate(resolve))

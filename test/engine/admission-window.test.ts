@@ -6,7 +6,7 @@
  * quiet slice is made long here so that the test's own pauses fit in it.
  */
 import t from 'tap'
-import { EngineLoop } from '../../src/engine/engine-loop.js'
+import { EngineLoop, type Forward } from '../../src/engine/engine-loop.js'
 import { ForwardRunner } from '../../src/engine/forward-runner.js'
 import { Generation } from '../../src/engine/generation.js'
 import { loadModel } from '../../src/engine/loaded-model.js'
@@ -21,17 +21,17 @@ const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim:
 const runner = new ForwardRunner(model.session, model.signature, shape, model.loraInputs)
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-/** A loop whose sink keeps each request's first token. */
-function engine(windowMs: number, quietMs: number) {
+/** A loop whose sink keeps each request's first token; `forward` may wrap the runner. */
+function engine(windowMs: number, quietMs: number, forward: Forward = runner) {
   const first = new Map<number, TokenEvent>()
-  const loop = new EngineLoop(runner, shape, spec.vocabSize, ENGINE_LIMITS, {
+  const loop = new EngineLoop(forward, shape, spec.vocabSize, ENGINE_LIMITS, {
     tokens: (events) => events.forEach((e) => first.has(e.id) || first.set(e.id, e)),
     failed: (id, error) => t.fail(`request ${id} failed: ${error.message}`),
     idle: () => {},
   })
   loop.setAdmissionWindow(windowMs, quietMs)
-  const submit = (id: number, promptIds: number[]) =>
-    loop.submit(new Generation(id, promptIds, [], greedyParams(2), spec.vocabSize, new Set(spec.eosTokenIds), tokenizer))
+  const submit = (id: number, promptIds: number[], maxNewTokens = 2) =>
+    loop.submit(new Generation(id, promptIds, [], greedyParams(maxNewTokens), spec.vocabSize, new Set(spec.eosTokenIds), tokenizer))
   return { loop, first, submit }
 }
 
@@ -56,4 +56,27 @@ t.test('a request with none arriving after it waits one quiet slice, not the win
   await pause(2000)
   await loop.stop()
   t.equal(first.size, 1, 'it ran long before a minute')
+})
+
+t.test('requests that arrive while the loop winds down its last batch are gathered too', async (t) => {
+  // Request 1 takes one token: its prefill is the batch's last pass. Requests
+  // 2 and 3 arrive during that pass and 100 ms later: the loop is still
+  // running, with no row left once it ends, so it waits for them as an idle one would.
+  let passes = 0
+  const forward: Forward = {
+    run: (feed) => {
+      if (passes++ === 0) {
+        submit(2, [8, 9])
+        setTimeout(() => submit(3, [10]), 100)
+      }
+      return runner.run(feed)
+    },
+  }
+  const { loop, first, submit } = engine(60_000, 400, forward)
+  submit(1, [5, 6, 7], 1)
+  await pause(2000)
+  await loop.stop()
+  t.equal(first.size, 3, 'all three got a token')
+  t.not(first.get(2)!.admittedAt, first.get(1)!.admittedAt, 'request 1 ran alone')
+  t.equal(first.get(2)!.admittedAt, first.get(3)!.admittedAt, 'requests 2 and 3 were admitted by the same prefill pass')
 })
