@@ -149,7 +149,11 @@ export abstract class StepLoop<Plan, Results> {
   private async loop(): Promise<void> {
     try {
       while (!this.scheduler.idle && !this.stopping) {
-        if (this.admission.windowMs > 0 && this.scheduler.runningCount === 0) await this.gatherArrivals()
+        if (this.admission.windowMs > 0 && this.scheduler.runningCount === 0) {
+          await this.gatherArrivals()
+          // Asked to stop while it waited: no pass starts.
+          if (this.stopping) break
+        }
         await this.step()
         // Let cancellations and new requests arrive between forward passes.
         await new Promise<void>((resolve) => setImmediate(resolve))

@@ -80,3 +80,14 @@ t.test('requests that arrive while the loop winds down its last batch are gather
   t.not(first.get(2)!.admittedAt, first.get(1)!.admittedAt, 'request 1 ran alone')
   t.equal(first.get(2)!.admittedAt, first.get(3)!.admittedAt, 'requests 2 and 3 were admitted by the same prefill pass')
 })
+
+t.test('a loop asked to stop while it waits for arrivals starts no pass', async (t) => {
+  let passes = 0
+  const forward: Forward = { run: (feed) => (passes++, runner.run(feed)) }
+  const { loop, first, submit } = engine(60_000, 400, forward)
+  submit(1, [5, 6, 7])
+  await pause(50)
+  await loop.stop()
+  t.equal(passes, 0, 'no forward pass ran')
+  t.equal(first.size, 0, 'no token was produced')
+})
