@@ -110,7 +110,6 @@ const RATIOS = [
 ]
 
 const measured: Array<Record<string, Throughput>> = []
-/** The q-quantile of the values (nearest rank). */
 const rate = (x: Throughput) => x.tokens / x.seconds
 try {
   for (let round = -1; round < rounds; round++) {

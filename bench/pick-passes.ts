@@ -1,6 +1,6 @@
 /**
  * The graph's greedy pick in its two forms (src/engine/graph/greedy-pick.ts),
- * pass by pass on the bench workload: the server's graph with the chunked
+ * on the bench workload: the server's graph with the chunked
  * argmax against the same graph with one ArgMax over the whole vocabulary.
  * The batch runs as the engine runs it (ForwardRunner, the cache with room,
  * the new columns appended in place, no logits fetched), on one session then
