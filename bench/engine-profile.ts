@@ -66,6 +66,7 @@ export class EngineProfiler {
     const runs: Array<{ ms: number; seq: number }> = []
     const stepEnds: number[] = []
     const timed: Forward = {
+      writesPresentInPlace: this.forward.writesPresentInPlace,
       run: async (feed) => {
         const t0 = performance.now()
         const out = await this.forward.run(feed)

@@ -29,7 +29,8 @@ const spec = await readModelSpec(modelDir)
 const shape: KvShape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
 const serverRewrites = withLoraTargets(MODEL_REWRITES, undefined, spec.modelType)
 const runnerWith = async (rewrites: typeof serverRewrites) => {
-  const model = await loadModel(modelDir, { executionProvider: 'cpu', intraOpThreads: threads, rewrites })
+  // onnxruntime-node: the cache with room, as it runs the graph with kv_step_outputs (the C API writes present in place instead).
+  const model = await loadModel(modelDir, { executionProvider: 'cpu', intraOpThreads: threads, ortBinding: 'node', rewrites })
   return new ForwardRunner(model.session, model.signature, shape, model.loraInputs)
 }
 const chunked = await runnerWith(serverRewrites)

@@ -41,6 +41,11 @@ export const ConfigSchema = Type.Object({
     description:
       "Projections LoRA adapters may target: peft (PEFT's default target modules for the model type, e.g. q_proj,v_proj for Llama, c_attn for GPT-2), all (every projection the model has), none (serve no LoRA; the model loads as is), or leaf module names, comma-separated. Each one costs every forward pass a little, LoRA rows or not.",
   }),
+  ORT_BINDING: Type.Enum(['auto', 'capi', 'node'], {
+    default: 'auto',
+    description:
+      "How the engine drives ONNX Runtime: capi (its C API, through koffi, on onnxruntime-node's own library: decode passes write the key/value cache in place; CPU only), node (onnxruntime-node), or auto (capi on the CPU where it loads, else node).",
+  }),
   INTRA_OP_THREADS: int(0, 0, 'ONNX Runtime intra-op threads (0: ONNX Runtime chooses, one per core).'),
   MAX_BATCH_SIZE: int(16, 1, 'Most requests in one forward pass.', 1024),
   MAX_BATCH_TOKENS: int(16384, 1, 'Most key/value positions (prefix + prompt + new tokens) held by the running batch.'),

@@ -10,7 +10,7 @@
  * ForwardRunner, so this loop is the same for every model.
  */
 import { buildDecode, buildPrefill, type ForwardFeed } from './batch/forward-feed.js'
-import { appendStep, compact, emptyKvState, packedAsCompact, prefillState, roomFor, withRoom, type KvShape, type KvState } from './batch/kv-state.js'
+import { adoptPresent, appendStep, compact, emptyKvState, packedAsCompact, prefillState, roomFor, withRoom, type KvShape, type KvState } from './batch/kv-state.js'
 import { epochMs } from '../domain/clock.js'
 import type { ForwardResult } from './forward-runner.js'
 import type { Generation } from './generation.js'
@@ -21,6 +21,8 @@ import { StepLoop, type EngineSink, type PassOutcome } from './step-loop.js'
 
 export interface Forward {
   run(feed: ReturnType<typeof buildDecode>): Promise<ForwardResult>
+  /** Decode passes write the whole present in place (ForwardRunner): the cache then keeps no free columns. */
+  readonly writesPresentInPlace?: boolean
 }
 
 export type { EngineSink } from './step-loop.js'
@@ -53,6 +55,15 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
   ) {
     super(limits, sink, now)
     this.state = emptyKvState(shape)
+    this.room = forward.writesPresentInPlace ? () => 0 : roomFor
+  }
+
+  /** Free columns a re-packed cache gets: none when decode passes write present in place (they grow it by one). */
+  private readonly room: (length: number) => number
+
+  /** Whether decode passes write the whole present in place (the cache then keeps no free columns). */
+  get writesPresentInPlace(): boolean {
+    return this.forward.writesPresentInPlace === true
   }
 
   submit(gen: Generation): void {
@@ -72,9 +83,11 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
   protected override async execute(plan: DecoderPlan): Promise<DecoderResults> {
     let decode: DecoderResults['decode'] = null
     if (plan.decoding.length > 0) {
-      // A free column for the position this pass appends (re-packed with spare room only when full).
-      this.state = withRoom(this.shape, this.state)
+      // A free column for the position this pass appends (re-packed with spare room only when full),
+      // unless the pass writes past + its column into a new place itself.
+      if (!this.forward.writesPresentInPlace) this.state = withRoom(this.shape, this.state)
       const feed = buildDecode(this.state, plan.decoding.map((g) => g.lastToken))
+      feed.presentInPlace = this.forward.writesPresentInPlace
       feed.loraRows = plan.decoding.map((g) => g.lora)
       feed.fetchLogits = plan.decoding.some((g) => g.needsLogits)
       decode = await this.attempt(() => this.forward.run(feed))
@@ -97,7 +110,8 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
     const events: TokenEvent[] = []
     const decoded = results.decode && this.passed(plan.decoding, results.decode)
     if (decoded) {
-      appendStep(this.shape, this.state, decoded.stepKeys, decoded.stepValues)
+      if (decoded.present) adoptPresent(this.state, decoded.present.keys, decoded.present.values)
+      else appendStep(this.shape, this.state, decoded.stepKeys, decoded.stepValues)
       plan.decoding.forEach((g, r) => this.sampleRow(g, () => g.step(decoded.logits, r * this.vocabSize, graphPick(decoded, r)), events))
     }
     const prefilled = results.prefill && this.passed(plan.admit, results.prefill.outcome)
@@ -129,7 +143,7 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
     const running = (id: number) => this.scheduler.runningRequest(id) !== undefined
     const total = feed.pastLen + feed.seqLen
     const alone = !this.state.rowIds.some(running) && state.rowIds.every(running) && packedAsCompact(feed.attentionMask, feed.batch, total)
-    const added = prefillState(this.shape, feed, state.rowIds, state.nextPosition, prefilled.stepKeys, prefilled.stepValues, alone ? roomFor(total) : 0)
+    const added = prefillState(this.shape, feed, state.rowIds, state.nextPosition, prefilled.stepKeys, prefilled.stepValues, alone ? this.room(total) : 0)
     if (!alone) return this.repack([this.state, added])
     this.state = added
     this.membershipChanged = false
@@ -139,7 +153,7 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
     const rows = states.flatMap((state) =>
       state.rowIds.map((id, row) => ({ state, row, id })).filter((x) => this.scheduler.runningRequest(x.id)),
     )
-    this.state = compact(this.shape, rows)
+    this.state = compact(this.shape, rows, this.room)
     this.membershipChanged = false
   }
 

@@ -6,8 +6,10 @@ import * as ort from 'onnxruntime-node'
 import type { ForwardFeed } from './batch/forward-feed.js'
 import type { KvShape } from './batch/kv-state.js'
 import { buildLoraFeed, LoraFeedCache, type LoraInput } from './batch/lora-feed.js'
+import { PresentArena } from './batch/present-arena.js'
 import type { OnnxSignature } from './onnx-signature.js'
 import { LOGITS_TO_KEEP } from './graph/logits-to-keep.js'
+import { nodePassSession, type PassSession } from './session/pass-session.js'
 
 export interface ForwardResult {
   /** [batch, positions, vocab]; null when the pass did not fetch them (every row took the graph's greedy pick). */
@@ -19,6 +21,8 @@ export interface ForwardResult {
   /** Per layer, the keys/values of the positions this pass computed: [batch, kvHeads, seqLen, headDim]. */
   stepKeys: Float32Array[]
   stepValues: Float32Array[]
+  /** A `presentInPlace` pass's whole present, per layer [batch, kvHeads, pastLen + 1, headDim] (its step columns are then empty). */
+  present?: { keys: Float32Array[]; values: Float32Array[] }
 }
 
 export interface GreedyPicks {
@@ -40,13 +44,18 @@ export class ForwardRunner {
   private readonly noEmbeds: ort.Tensor | null
   /** What a pass fetches: with the logits, or (when the graph picks greedy tokens) without them. */
   private readonly fetchLists: { withLogits: string[]; withoutLogits: string[] }
+  private readonly session: PassSession
+  /** Where decode passes write the whole present, when the session binds it in place (else null). */
+  private readonly arena: PresentArena | null
 
   constructor(
-    private readonly session: ort.InferenceSession,
+    session: PassSession | ort.InferenceSession,
     private readonly signature: OnnxSignature,
     private readonly shape: KvShape,
     loraInputs: readonly LoraInput[] = [],
   ) {
+    this.session = 'bindsOutputs' in session ? session : nodePassSession(session)
+    this.arena = signature.presentInPlace && this.session.bindsOutputs ? new PresentArena(shape.numLayers) : null
     const embeds = signature.inputsEmbeds
     const picks = signature.greedyPick ? [signature.greedyPick.token, signature.greedyPick.logprob] : []
     const kv = [...signature.presentKeys, ...signature.presentValues]
@@ -57,6 +66,11 @@ export class ForwardRunner {
       for (const [name, t] of buildLoraFeed(loraInputs, rows)) tensors[name] = new ort.Tensor('float32', t.data, t.dims)
       return tensors
     })
+  }
+
+  /** Whether decode passes of a cache without free columns write the whole present in place (the engine then keeps no room). */
+  get writesPresentInPlace(): boolean {
+    return this.arena !== null
   }
 
   async run(feed: ForwardFeed): Promise<ForwardResult> {
@@ -85,23 +99,40 @@ export class ForwardRunner {
     Object.assign(feeds, this.loraTensors.get(feed.loraRows ?? new Array(batch).fill(null)))
     if (sig.hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = new ort.Tensor('int64', BigInt64Array.of(BigInt(feed.logitsToKeep)), [1])
     // Outputs not fetched are not copied out of the runtime: the logits are the largest.
+    const into = feed.presentInPlace ? this.presentInto(feed) : undefined
     let fetchLogits = feed.fetchLogits || sig.greedyPick === null
-    let out = await this.session.run(feeds, fetchLogits ? this.fetchLists.withLogits : this.fetchLists.withoutLogits)
+    let out = await this.session.run(feeds, fetchLogits ? this.fetchLists.withLogits : this.fetchLists.withoutLogits, into?.tensors)
     if (!fetchLogits && !soundPicks(out[sig.greedyPick!.logprob].data as Float32Array)) {
       // A row with NaN or infinite logits: the engine's sampler decides from the logits (rare; the same pass again).
       fetchLogits = true
-      out = await this.session.run(feeds, this.fetchLists.withLogits)
+      out = await this.session.run(feeds, this.fetchLists.withLogits, into?.tensors)
     }
-    const columns = (size: number) => (name: string) =>
-      sig.presentIsStep ? (out[name].data as Float32Array) : lastColumns(out[name].data as Float32Array, batch * H, pastLen + seqLen, seqLen, size)
     const pick = sig.greedyPick
-    return {
+    const result: ForwardResult = {
       logits: fetchLogits ? (out[sig.logits].data as Float32Array) : null,
       positions: sig.hasLogitsToKeep ? Math.min(feed.logitsToKeep, seqLen) : seqLen,
       greedy: pick ? { tokens: out[pick.token].data as BigInt64Array, logprobs: out[pick.logprob].data as Float32Array } : null,
-      stepKeys: sig.presentKeys.map(columns(D)),
-      stepValues: sig.presentValues.map(columns(this.shape.valueHeadDim ?? D)),
+      stepKeys: [],
+      stepValues: [],
     }
+    if (into) return { ...result, present: into.present }
+    const columns = (size: number) => (name: string) =>
+      sig.presentIsStep ? (out[name].data as Float32Array) : lastColumns(out[name].data as Float32Array, batch * H, pastLen + seqLen, seqLen, size)
+    return { ...result, stepKeys: sig.presentKeys.map(columns(D)), stepValues: sig.presentValues.map(columns(this.shape.valueHeadDim ?? D)) }
+  }
+
+  /** A decode pass's present outputs, bound to the arena's set that does not hold its past. */
+  private presentInto(feed: ForwardFeed): { tensors: Record<string, ort.Tensor>; present: NonNullable<ForwardResult['present']> } {
+    if (this.arena === null) throw new Error('this runner cannot write present in place (its session does not bind outputs)')
+    const { batch, pastLen, seqLen } = feed
+    const { numKvHeads: H, headDim: D } = this.shape
+    const Dv = this.shape.valueHeadDim ?? D
+    const total = pastLen + seqLen
+    const present = this.arena.views(feed.pastKeys[0], batch * H * total * D, batch * H * total * Dv)
+    const tensors: Record<string, ort.Tensor> = {}
+    this.signature.presentKeys.forEach((name, i) => (tensors[name] = new ort.Tensor('float32', present.keys[i], [batch, H, total, D])))
+    this.signature.presentValues.forEach((name, i) => (tensors[name] = new ort.Tensor('float32', present.values[i], [batch, H, total, Dv])))
+    return { tensors, present }
   }
 }
 

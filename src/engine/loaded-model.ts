@@ -2,11 +2,11 @@
  * Everything the worker loads from a model folder, checked against each other:
  * config.json's shape, the ONNX session's signature and the tokenizer.
  */
-import type * as ort from 'onnxruntime-node'
 import { readModelSpec } from './model-config.js'
 import type { ModelSpec } from '../domain/model-spec.js'
 import { createSession, type SessionOptions } from './onnx-session.js'
-import { readSignature, type OnnxSignature, type TensorMeta } from './onnx-signature.js'
+import { readSignature, type OnnxSignature } from './onnx-signature.js'
+import type { PassSession } from './session/pass-session.js'
 import type { LoraInput } from './batch/lora-feed.js'
 import { readLoraInputs } from './lora-signature.js'
 import { quantizationOf } from './quantization.js'
@@ -14,7 +14,7 @@ import { TextTokenizer } from './tokenizer.js'
 
 export interface LoadedModel {
   spec: ModelSpec
-  session: ort.InferenceSession
+  session: PassSession
   signature: OnnxSignature
   tokenizer: TextTokenizer
   /** The per-row LoRA inputs the derived graph takes (none: LoRA is not served). */
@@ -25,8 +25,10 @@ export async function loadModel(modelDir: string, opts: SessionOptions): Promise
   const configSpec = await readModelSpec(modelDir)
   const tokenizer = await TextTokenizer.load(modelDir, configSpec.bosTokenId)
   const { session, derived } = await createSession(modelDir, opts)
-  const meta = session as unknown as { inputMetadata: TensorMeta[]; outputMetadata: TensorMeta[] }
-  const signature = readSignature(meta.inputMetadata, meta.outputMetadata, configSpec)
+  const signature = {
+    ...readSignature(session.inputMetadata, session.outputMetadata, configSpec),
+    presentInPlace: session.bindsOutputs && derived.applied.includes('present_in_place'),
+  }
   const valueHeadDim = signature.valueHeadDim ?? configSpec.valueHeadDim
   const spec = {
     ...configSpec,
@@ -38,5 +40,5 @@ export async function loadModel(modelDir: string, opts: SessionOptions): Promise
     quantization: quantizationOf(derived.opTypes),
     graphRewrites: derived.applied,
   }
-  return { spec, session, signature, tokenizer, loraInputs: readLoraInputs(meta.inputMetadata) }
+  return { spec, session, signature, tokenizer, loraInputs: readLoraInputs(session.inputMetadata) }
 }

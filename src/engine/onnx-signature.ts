@@ -10,6 +10,7 @@ import { INPUTS_EMBEDS } from './graph/inputs-embeds-rewrite.js'
 import { GREEDY_LOGPROB, GREEDY_TOKEN } from './graph/greedy-pick.js'
 import { LOGITS_TO_KEEP } from './graph/logits-to-keep.js'
 import type { ModelSpec } from '../domain/model-spec.js'
+import type { TensorMeta } from './session/tensor-meta.js'
 
 export interface OnnxSignature {
   hasPositionIds: boolean
@@ -33,16 +34,16 @@ export interface OnnxSignature {
   hasLogitsToKeep: boolean
   /** The graph's own greedy pick per position and its raw logprob (graph/greedy-pick.ts), when it has them. */
   greedyPick: { token: string; logprob: string } | null
+  /**
+   * Decode passes may bind the whole present in place (graph/present-in-place.ts
+   * applied, and a session that binds outputs): set by loadModel.
+   */
+  presentInPlace?: boolean
   /** Head size of values as the graph states it (a number), when it does. */
   valueHeadDim?: number
 }
 
-export interface TensorMeta {
-  name: string
-  isTensor: boolean
-  type?: string
-  shape?: ReadonlyArray<number | string>
-}
+export type { TensorMeta }
 
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/
 const PRESENT = /^present\.(\d+)\.(key|value)$/

@@ -17,6 +17,8 @@ export interface EngineOptions extends SchedulerLimits {
   modelDir: string
   executionProvider: 'cpu' | 'cuda'
   intraOpThreads: number
+  /** ORT_BINDING (absent: auto). */
+  ortBinding?: 'auto' | 'capi' | 'node'
   /** LORA_TARGET_MODULES: 'peft', 'all', 'none' or comma-separated leaf module names (absent: peft). */
   loraTargetModules?: string
   /** ADMISSION_WAIT_MS: how long an idle loop waits after its first request for others (absent or 0: not at all). */

@@ -32,6 +32,7 @@ export const enginePlugin = fp<EnginePluginOptions>(
       modelDir: resolve(modelDir),
       executionProvider: config.EXECUTION_PROVIDER,
       intraOpThreads: config.INTRA_OP_THREADS,
+      ortBinding: config.ORT_BINDING,
       loraTargetModules: config.LORA_TARGET_MODULES,
       maxBatchSize: config.MAX_BATCH_SIZE,
       maxBatchTokens: config.MAX_BATCH_TOKENS,

@@ -158,6 +158,7 @@ t.test('EOS ends a request in a batch as it does alone (stories260K with "." as 
 
 t.test('the batch is re-packed exactly when its membership changes', async (t) => {
   const engine = await InProcessEngine.load(llamaDir)
+  t.ok(engine.writesPresentInPlace, 'the default engine drives ONNX Runtime through its C API, present in place')
   const prefixes = new Map([1, 3, 8, 16].map((len, i) => [`rand${len}`, seededPrefix(engine.spec, len, 1000 + i)]))
   for (const [k, p] of prefixes) engine.putAdapter(k, pastKv(p))
 
@@ -199,20 +200,25 @@ t.test('the batch is re-packed exactly when its membership changes', async (t) =
     t.same(report.violations, [], 'no re-pack without a change of the running rows')
   })
 
-  t.test('random mixes, in-process: batched equals alone, and re-packs follow membership', async (t) => {
-    const totals = { decodes: 0, repacks: 0 }
-    const target = { name: 'llama tiny in-process', engine, prefixes }
-    await fc.assert(
-      fc.asyncProperty(mixArb({ vocabSize: engine.spec.vocabSize, prefixKeys: [...prefixes.keys()] }), async (mix) => {
-        const from = engine.steps.length
-        await checkMix(target, mix)
-        const report = analyzeRepacks(engine.steps.slice(from), engine.requests, engine.cancels, from)
-        if (report.violations.length > 0) throw new Error(report.violations.join('\n'))
-        totals.decodes += report.decodes
-        totals.repacks += report.repacks
-      }),
-      { numRuns: RUNS, seed: SEED + 30 },
-    )
-    t.ok(totals.repacks > 0 && totals.repacks < totals.decodes, `${totals.repacks} re-packs over ${totals.decodes} decode passes`)
-  })
+  // Both ways of driving ONNX Runtime: the C API writing present in place (the default), and onnxruntime-node with a cache with room.
+  const nodeEngine = await InProcessEngine.load(llamaDir, {}, undefined, 'node')
+  for (const [k, p] of prefixes) nodeEngine.putAdapter(k, pastKv(p))
+  for (const [binding, inProcess, seed] of [['C API', engine, SEED + 30], ['onnxruntime-node', nodeEngine, SEED + 31]] as const) {
+    t.test(`random mixes, in-process through ${binding}: batched equals alone, and re-packs follow membership`, async (t) => {
+      const totals = { decodes: 0, repacks: 0 }
+      const target = { name: `llama tiny in-process, ${binding}`, engine: inProcess, prefixes }
+      await fc.assert(
+        fc.asyncProperty(mixArb({ vocabSize: inProcess.spec.vocabSize, prefixKeys: [...prefixes.keys()] }), async (mix) => {
+          const from = inProcess.steps.length
+          await checkMix(target, mix)
+          const report = analyzeRepacks(inProcess.steps.slice(from), inProcess.requests, inProcess.cancels, from)
+          if (report.violations.length > 0) throw new Error(report.violations.join('\n'))
+          totals.decodes += report.decodes
+          totals.repacks += report.repacks
+        }),
+        { numRuns: RUNS, seed },
+      )
+      t.ok(totals.repacks > 0 && totals.repacks < totals.decodes, `${totals.repacks} re-packs over ${totals.decodes} decode passes`)
+    })
+  }
 })

@@ -22,6 +22,7 @@ import { readExpected, storiesModelDir, storiesPrefixesDir } from '../helpers/sh
 // Prefills also fetch their logits, so the last prompt position can be compared with PEFT's;
 // the loop still picks from the graph's greedy outputs, and decode passes are left as the loop asks.
 const engine = await InProcessEngine.load(storiesModelDir, { maxBatchSize: 8, maxPrefillTokens: 1024 }, (forward) => ({
+  ...forward,
   run: (feed) => forward.run({ ...feed, fetchLogits: feed.fetchLogits || feed.seqLen > 1 }),
 }))
 const vocab = engine.spec.vocabSize

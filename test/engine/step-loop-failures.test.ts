@@ -20,6 +20,7 @@ t.test('a failed decode pass fails its rows; the rows prefilled in the same step
 
   let failNextDecode = false
   const engine = await InProcessEngine.load(storiesModelDir, {}, (forward) => ({
+    ...forward,
     run: (feed) => {
       // A decode pass reads a past; the admitted rows' prefill (no prefix) reads none.
       if (!failNextDecode || feed.pastLen === 0) return forward.run(feed)

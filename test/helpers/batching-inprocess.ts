@@ -14,6 +14,7 @@ import type { ForwardFeed } from '../../src/engine/batch/forward-feed.js'
 import { ForwardRunner, type ForwardResult } from '../../src/engine/forward-runner.js'
 import { Generation } from '../../src/engine/generation.js'
 import { loadModel } from '../../src/engine/loaded-model.js'
+import type { OrtBinding } from '../../src/engine/onnx-session.js'
 import type { ModelSpec } from '../../src/domain/model-spec.js'
 import type { GenerationParams, TokenEvent } from '../../src/engine/protocol.js'
 import { CodedError } from '../../src/domain/error-table.js'
@@ -60,13 +61,19 @@ export class InProcessEngine {
    * make the loop look faulty (changed feeds, needless copies) and see the
    * checks catch it.
    */
-  static async load(modelDir: string, limits: Partial<typeof ENGINE_LIMITS> = {}, wrap: (f: Forward) => Forward = (f) => f): Promise<InProcessEngine> {
-    const model = await loadModel(modelDir, { executionProvider: 'cpu', intraOpThreads: 1 })
+  static async load(
+    modelDir: string,
+    limits: Partial<typeof ENGINE_LIMITS> = {},
+    wrap: (f: Forward) => Forward = (f) => f,
+    ortBinding: OrtBinding = 'auto',
+  ): Promise<InProcessEngine> {
+    const model = await loadModel(modelDir, { executionProvider: 'cpu', intraOpThreads: 1, ortBinding })
     const { spec, tokenizer } = model
     const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
     const runner = new ForwardRunner(model.session, model.signature, shape, model.loraInputs)
     let engine: InProcessEngine | null = null
     const recording: Forward = {
+      writesPresentInPlace: runner.writesPresentInPlace,
       run: async (feed) => {
         const result = await runner.run(feed)
         // The engine appends to its cache and mask in place after the pass: keep the mask as this pass saw it.
@@ -91,6 +98,11 @@ export class InProcessEngine {
       model.loraInputs,
     )
     return engine
+  }
+
+  /** Whether its decode passes write the whole present in place (the C API binding), rather than append to a cache with room. */
+  get writesPresentInPlace(): boolean {
+    return this.loop.writesPresentInPlace
   }
 
   putAdapter(key: string, adapter: AdapterContribution): void {

@@ -1,8 +1,9 @@
 /**
  * Reads the engine's re-packing off its recorded steps. The key/value cache of
  * a decode pass is either the previous decode pass's cache, the very same
- * arrays with one more column in use (no re-pack), or freshly built arrays (a
- * re-pack). The engine should re-pack exactly when the set of running requests
+ * arrays with one more column in use (no re-pack; or, where passes write the
+ * whole present in place, the arrays the previous pass wrote), or freshly
+ * built arrays (a re-pack). The engine should re-pack exactly when the set of running requests
  * changed since the previous decode pass (a prefill admitted rows, a request
  * finished, or a running request was cancelled), or when the cache's room ran
  * out (a growth: same rows, the previous pass had used every column). A
@@ -78,7 +79,8 @@ export function analyzeRepacks(
       previousCapacity = decode.feed.pastLen
     }
     changed = prefill !== undefined || decode === undefined || step.events.some((e) => e.finish !== undefined)
-    previousCache = decode ? decode.feed.pastKeys[0] : null
+    // A pass that wrote its whole present in place hands that on as the next pass's past.
+    previousCache = decode ? (decode.result.present?.keys[0] ?? decode.feed.pastKeys[0]) : null
     for (const e of step.events) {
       generated.set(e.id, (generated.get(e.id) ?? 0) + 1)
       if (e.finish) finished.add(e.id)

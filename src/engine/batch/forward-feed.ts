@@ -33,6 +33,11 @@ export interface ForwardFeed {
   logitsToKeep: number
   /** Whether some row needs the logits themselves, not only the graph's greedy pick (sampling, penalties, top logprobs). */
   fetchLogits: boolean
+  /**
+   * A decode pass of a cache without free columns, whose runner writes the
+   * whole present in place (ForwardResult.present; batch/present-arena.ts).
+   */
+  presentInPlace?: boolean
 }
 
 export interface PrefillRow {

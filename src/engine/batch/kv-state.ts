@@ -15,6 +15,11 @@
  * When rows join or leave, or the room runs out, `compact` re-packs every row
  * densely and right-aligned into fresh buffers with new room, which also drops
  * the holes that prefill padding and departed long rows leave behind.
+ *
+ * Where the session writes a decode pass's whole present into the engine's
+ * buffers (graph/present-in-place.ts, batch/present-arena.ts), the cache keeps
+ * no room: each pass's present, one column longer, becomes the cache
+ * (`adoptPresent`), and rows are re-packed only when they join or leave.
  */
 import type { ForwardFeed } from './forward-feed.js'
 
@@ -90,13 +95,13 @@ interface RowSource {
  * Builds a new state holding the given rows (from one or more states, in that
  * order), each packed densely against column `length`, with room to grow.
  */
-export function compact(shape: KvShape, sources: RowSource[]): KvState {
+export function compact(shape: KvShape, sources: RowSource[], room: (length: number) => number = roomFor): KvState {
   const { numLayers, numKvHeads: H, headDim: D } = shape
   const Dv = shape.valueHeadDim ?? D
   const runsPerRow = sources.map((s) => realRuns(s.state.mask, s.row, s.state.capacity + 1, s.state.length))
   const realCounts = runsPerRow.map((runs) => runs.reduce((n, [a, b]) => n + b - a, 0))
   const length = Math.max(0, ...realCounts)
-  const capacity = sources.length === 0 ? 0 : length + roomFor(length)
+  const capacity = sources.length === 0 ? 0 : length + room(length)
   const out = allocate(
     shape,
     sources.map((s) => s.state.rowIds[s.row]),
@@ -168,6 +173,29 @@ export function appendStep(shape: KvShape, state: KvState, stepKeys: Float32Arra
     state.nextPosition[r]++
   }
   state.length = length + 1
+}
+
+/**
+ * Takes a decode pass's whole present (per layer [rows, kvHeads, capacity + 1,
+ * headDim]: the past as fed plus the pass's column, written by the graph into
+ * buffers of the engine's own; batch/present-arena.ts) as the cache, and marks
+ * the new column real. For caches without free columns (capacity = length).
+ */
+export function adoptPresent(state: KvState, keys: Float32Array[], values: Float32Array[]): void {
+  const rows = state.rowIds.length
+  const width = state.capacity + 1
+  const mask = new BigInt64Array(rows * (width + 1))
+  for (let r = 0; r < rows; r++) {
+    // The fed mask's last column (the decoded token, always 1) is now a real past position.
+    mask.set(state.mask.subarray(r * width, (r + 1) * width), r * (width + 1))
+    mask[r * (width + 1) + width] = 1n
+    state.nextPosition[r]++
+  }
+  state.keys = keys
+  state.values = values
+  state.mask = mask
+  state.length = width
+  state.capacity = width
 }
 
 /**

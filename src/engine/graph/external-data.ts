@@ -17,3 +17,8 @@ const EXTERNAL_FOLDER_KEY = 'model_external_initializers_file_folder_path'
 export function externalDataFolderOption(modelFile: string): ort.InferenceSession.SessionOptions['extra'] {
   return { session: { [EXTERNAL_FOLDER_KEY]: resolve(dirname(modelFile)) } }
 }
+
+/** The same setting as the C API takes it: a session config entry's key and value. */
+export function externalDataFolderEntry(modelFile: string): [string, string] {
+  return [`session.${EXTERNAL_FOLDER_KEY}`, resolve(dirname(modelFile))]
+}

@@ -16,6 +16,10 @@
  * project's generated models build it. Any other graph (fused attention with
  * a present output, a merged decoder's If) is left as it is; the engine then
  * cuts the new columns out of `present`.
+ *
+ * A session that can bind outputs (the C API, session/capi-session.ts) does
+ * not need this: it keeps the graph's `present` and has it written into the
+ * engine's own buffers (present-in-place.ts), which is faster still.
  */
 import { clone, create } from '@bufbuild/protobuf'
 import { NodeProtoSchema, TypeProtoSchema, ValueInfoProtoSchema, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from 'onnx-buf'
