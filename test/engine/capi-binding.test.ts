@@ -6,7 +6,10 @@
  * kv-state.ts adoptPresent) against the cache with room, pass for pass.
  */
 import t from 'tap'
+import { execFile } from 'node:child_process'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import * as ort from 'onnxruntime-node'
 import { buildDecode, buildPrefill } from '../../src/engine/batch/forward-feed.js'
 import { adoptPresent, appendStep, prefillState, withRoom, type KvShape, type KvState } from '../../src/engine/batch/kv-state.js'
@@ -105,6 +108,21 @@ t.test('present_in_place marks float32 graphs whose present extends its past; kv
   const concat = float32.graph!.node.find((n) => n.output[0] === 'present.0.key')!
   concat.opType = 'Add'
   t.equal(presentInPlace.needed(float32), false, 'a present made by another op is not')
+})
+
+t.test('the library stays loaded through garbage collections where only the C API uses it', async (t) => {
+  // A process of its own: here onnxruntime-node has mapped the same file, which would keep it loaded anyway.
+  const loader = fileURLToPath(new URL('../../node_modules/@tapjs/typescript/dist/esm/import.mjs', import.meta.url))
+  const session = new URL('../../src/engine/session/capi-session.ts', import.meta.url).href
+  const script = [
+    `const { CApiSession } = await import(${JSON.stringify(session)})`,
+    'CApiSession.libraryVersion()',
+    'for (let i = 0; i < 3; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)) }',
+    `const s = CApiSession.create(${JSON.stringify(llamaFile)}, { intraOpThreads: 1 })`,
+    'console.log(s.inputMetadata.length)',
+  ].join('\n')
+  const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', '--import', loader, '--input-type=module', '-e', script])
+  t.ok(Number(stdout) > 0, 'a session opens after the collections')
 })
 
 t.test('which binding a session gets', async (t) => {

@@ -14,20 +14,24 @@ import { cApiRuntime, type CApiRuntime, type Handle } from './ort-c-api.js'
 type ElementType = ort.Tensor['type']
 type TypedArrayClass = new (buffer: ArrayBuffer) => ort.Tensor['data']
 
-/** ONNXTensorElementDataType: the tensor element types the engine's graphs use, with their array class. */
-const ELEMENTS: ReadonlyArray<{ id: number; type: ElementType; array: TypedArrayClass; bytes: number }> = [
-  { id: 1, type: 'float32', array: Float32Array, bytes: 4 },
-  { id: 2, type: 'uint8', array: Uint8Array, bytes: 1 },
-  { id: 3, type: 'int8', array: Int8Array, bytes: 1 },
-  { id: 4, type: 'uint16', array: Uint16Array, bytes: 2 },
-  { id: 5, type: 'int16', array: Int16Array, bytes: 2 },
-  { id: 6, type: 'int32', array: Int32Array, bytes: 4 },
-  { id: 7, type: 'int64', array: BigInt64Array, bytes: 8 },
-  { id: 9, type: 'bool', array: Uint8Array, bytes: 1 },
-  { id: 10, type: 'float16', array: Uint16Array, bytes: 2 },
-  { id: 11, type: 'float64', array: Float64Array, bytes: 8 },
-  { id: 12, type: 'uint32', array: Uint32Array, bytes: 4 },
-  { id: 13, type: 'uint64', array: BigUint64Array, bytes: 8 },
+/**
+ * ONNXTensorElementDataType: the tensor element types the engine's graphs use,
+ * with their array class and koffi's name for the element (koffi.decode copies
+ * n of them into that array class).
+ */
+const ELEMENTS: ReadonlyArray<{ id: number; type: ElementType; array: TypedArrayClass; bytes: number; native: string }> = [
+  { id: 1, type: 'float32', array: Float32Array, bytes: 4, native: 'float' },
+  { id: 2, type: 'uint8', array: Uint8Array, bytes: 1, native: 'uint8_t' },
+  { id: 3, type: 'int8', array: Int8Array, bytes: 1, native: 'int8_t' },
+  { id: 4, type: 'uint16', array: Uint16Array, bytes: 2, native: 'uint16_t' },
+  { id: 5, type: 'int16', array: Int16Array, bytes: 2, native: 'int16_t' },
+  { id: 6, type: 'int32', array: Int32Array, bytes: 4, native: 'int32_t' },
+  { id: 7, type: 'int64', array: BigInt64Array, bytes: 8, native: 'int64_t' },
+  { id: 9, type: 'bool', array: Uint8Array, bytes: 1, native: 'uint8_t' },
+  { id: 10, type: 'float16', array: Uint16Array, bytes: 2, native: 'uint16_t' },
+  { id: 11, type: 'float64', array: Float64Array, bytes: 8, native: 'double' },
+  { id: 12, type: 'uint32', array: Uint32Array, bytes: 4, native: 'uint32_t' },
+  { id: 13, type: 'uint64', array: BigUint64Array, bytes: 8, native: 'uint64_t' },
 ]
 const byType = new Map(ELEMENTS.map((e) => [e.type, e]))
 const byId = new Map(ELEMENTS.map((e) => [e.id, e]))
@@ -46,6 +50,8 @@ export class CApiSession implements PassSession {
   readonly inputMetadata: TensorMeta[]
   readonly outputMetadata: TensorMeta[]
   private released = false
+  /** A tensor's dims for CreateTensorWithDataAsOrtValue, which copies them: one array for every pass (a new one per tensor cost more than binding it). */
+  private dims = new BigInt64Array(8)
 
   private constructor(
     private readonly rt: CApiRuntime,
@@ -97,7 +103,7 @@ export class CApiSession implements PassSession {
         cpu,
         data,
         data.byteLength,
-        BigInt64Array.from(t.dims, BigInt),
+        this.dimsOf(t),
         t.dims.length,
         element.id,
       )
@@ -154,7 +160,15 @@ export class CApiSession implements PassSession {
     const elements = dims.reduce((n, d) => n * Number(d), 1)
     if (elements === 0) return new element.array(new ArrayBuffer(0))
     const data = api.out('GetTensorMutableData', 'void *F(void *value, _Out_ void **data)', value)
-    return new element.array(koffi.view(data, elements * element.bytes).slice(0))
+    // One copy into a new array (a koffi.view and its slice made two buffers, one of them external).
+    return koffi.decode(data, element.native, elements) as ort.Tensor['data']
+  }
+
+  /** `t`'s dims as int64, in the reused array. */
+  private dimsOf(t: ort.Tensor): BigInt64Array {
+    if (t.dims.length > this.dims.length) this.dims = new BigInt64Array(t.dims.length)
+    t.dims.forEach((d, axis) => (this.dims[axis] = BigInt(d)))
+    return this.dims
   }
 
   /** Element type and dims of a tensor's type-and-shape info. */

@@ -12,7 +12,7 @@
  * version's entries), and every one used here dates from version 5 or
  * earlier, so the positions hold for the 1.30 library and later ones.
  */
-import koffi from 'koffi'
+import koffi, { type LibraryHandle } from 'koffi'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 
@@ -78,12 +78,20 @@ export function bundledLibraryPath(): string | null {
 
 export class OrtCApi {
   readonly version: string
+  /**
+   * Held for the process's life: koffi unloads a library once nothing refers
+   * to it, and the functions below, found through the table, do not. Where
+   * onnxruntime-node has not loaded the same file, a collection would unmap
+   * ONNX Runtime under the sessions (seen: a crash, or "DefaultLogger"
+   * errors once onnxruntime-node maps it afresh).
+   */
+  private readonly library: LibraryHandle
   private readonly table: unknown
   private readonly fns = new Map<ApiFunction, Native>()
 
   constructor(path: string) {
-    const lib = koffi.load(path)
-    const base = lib.func('void *OrtGetApiBase()')() as unknown
+    this.library = koffi.load(path)
+    const base = this.library.func('void *OrtGetApiBase()')() as unknown
     const getApi = koffi.decode(koffi.decode(base, 0, 'void *'), koffi.proto('void *OrtGetApi(uint32_t version)')) as Native
     const getVersion = koffi.decode(koffi.decode(base, 8, 'void *'), koffi.proto('const char *OrtGetVersionString()')) as Native
     this.version = getVersion() as string
