@@ -19,19 +19,19 @@ type TypedArrayClass = new (buffer: ArrayBuffer) => ort.Tensor['data']
  * with their array class and koffi's name for the element (koffi.decode copies
  * n of them into that array class).
  */
-const ELEMENTS: ReadonlyArray<{ id: number; type: ElementType; array: TypedArrayClass; bytes: number; native: string }> = [
-  { id: 1, type: 'float32', array: Float32Array, bytes: 4, native: 'float' },
-  { id: 2, type: 'uint8', array: Uint8Array, bytes: 1, native: 'uint8_t' },
-  { id: 3, type: 'int8', array: Int8Array, bytes: 1, native: 'int8_t' },
-  { id: 4, type: 'uint16', array: Uint16Array, bytes: 2, native: 'uint16_t' },
-  { id: 5, type: 'int16', array: Int16Array, bytes: 2, native: 'int16_t' },
-  { id: 6, type: 'int32', array: Int32Array, bytes: 4, native: 'int32_t' },
-  { id: 7, type: 'int64', array: BigInt64Array, bytes: 8, native: 'int64_t' },
-  { id: 9, type: 'bool', array: Uint8Array, bytes: 1, native: 'uint8_t' },
-  { id: 10, type: 'float16', array: Uint16Array, bytes: 2, native: 'uint16_t' },
-  { id: 11, type: 'float64', array: Float64Array, bytes: 8, native: 'double' },
-  { id: 12, type: 'uint32', array: Uint32Array, bytes: 4, native: 'uint32_t' },
-  { id: 13, type: 'uint64', array: BigUint64Array, bytes: 8, native: 'uint64_t' },
+const ELEMENTS: ReadonlyArray<{ id: number; type: ElementType; array: TypedArrayClass; native: string }> = [
+  { id: 1, type: 'float32', array: Float32Array, native: 'float' },
+  { id: 2, type: 'uint8', array: Uint8Array, native: 'uint8_t' },
+  { id: 3, type: 'int8', array: Int8Array, native: 'int8_t' },
+  { id: 4, type: 'uint16', array: Uint16Array, native: 'uint16_t' },
+  { id: 5, type: 'int16', array: Int16Array, native: 'int16_t' },
+  { id: 6, type: 'int32', array: Int32Array, native: 'int32_t' },
+  { id: 7, type: 'int64', array: BigInt64Array, native: 'int64_t' },
+  { id: 9, type: 'bool', array: Uint8Array, native: 'uint8_t' },
+  { id: 10, type: 'float16', array: Uint16Array, native: 'uint16_t' },
+  { id: 11, type: 'float64', array: Float64Array, native: 'double' },
+  { id: 12, type: 'uint32', array: Uint32Array, native: 'uint32_t' },
+  { id: 13, type: 'uint64', array: BigUint64Array, native: 'uint64_t' },
 ]
 const byType = new Map(ELEMENTS.map((e) => [e.type, e]))
 const byId = new Map(ELEMENTS.map((e) => [e.id, e]))
