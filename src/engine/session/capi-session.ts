@@ -50,7 +50,7 @@ export class CApiSession implements PassSession {
   readonly inputMetadata: TensorMeta[]
   readonly outputMetadata: TensorMeta[]
   private released = false
-  /** A tensor's dims for CreateTensorWithDataAsOrtValue, which copies them: one array for every pass (a new one per tensor cost more than binding it). */
+  /** A tensor's dims for CreateTensorWithDataAsOrtValue, which copies them: one array reused (a new one per tensor cost more than binding it). */
   private dims = new BigInt64Array(8)
 
   private constructor(
@@ -160,7 +160,7 @@ export class CApiSession implements PassSession {
     const elements = dims.reduce((n, d) => n * Number(d), 1)
     if (elements === 0) return new element.array(new ArrayBuffer(0))
     const data = api.out('GetTensorMutableData', 'void *F(void *value, _Out_ void **data)', value)
-    // One copy into a new array (a koffi.view and its slice made two buffers, one of them external).
+    // koffi.decode copies straight into a new array: one buffer, and no external view for V8 to account for.
     return koffi.decode(data, element.native, elements) as ort.Tensor['data']
   }
 
