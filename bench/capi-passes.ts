@@ -12,7 +12,10 @@
  * - **C API, present in place** (ORT_BINDING=auto, the default on the CPU):
  *   the graph returns the whole present, which IO binding writes into the
  *   engine's buffers as the next pass's past (present_in_place): no free
- *   columns, no appending, no re-pack as the rows grow.
+ *   columns, no appending, no re-pack as the rows grow;
+ * - **C API, present in place, no logprob**: the same, with no row reporting
+ *   its logprob (what the HTTP routes ask unless a request wants details or
+ *   logprobs): the graph skips its greedy pick's log-softmax.
  *
  * Reports the mean time per decode step (the pass and the JavaScript around
  * it), as ratios to onnxruntime-node within each round.
@@ -65,12 +68,13 @@ interface BatchRun {
 }
 
 /** One batch as the engine runs it with this runner: in place when it writes present so, else into a cache with room. */
-async function batch(runner: ForwardRunner): Promise<BatchRun> {
+async function batch({ runner, greedyLogprobs }: Variant): Promise<BatchRun> {
   const inPlace = runner.writesPresentInPlace
   const rows = prompts.map((promptIds, i) => ({ id: i + 1, promptIds, adapters: [{ kind: 'past_kv' as const, prefix: prefixes[i] }] }))
   const { feed, state } = buildPrefill(shape, rows)
   feed.logitsToKeep = 1
   feed.fetchLogits = false
+  feed.greedyLogprobs = greedyLogprobs
   const first = await runner.run(feed)
   const total = feed.pastLen + feed.seqLen
   let kv = prefillState(shape, feed, state.rowIds, state.nextPosition, first.stepKeys, first.stepValues, inPlace ? 0 : roomFor(total))
@@ -81,6 +85,7 @@ async function batch(runner: ForwardRunner): Promise<BatchRun> {
     if (!inPlace) kv = withRoom(shape, kv)
     const decode = buildDecode(kv, tokens)
     decode.fetchLogits = false
+    decode.greedyLogprobs = greedyLogprobs
     decode.presentInPlace = inPlace
     const out = await runner.run(decode)
     if (out.present) adoptPresent(kv, out.present.keys, out.present.values)
@@ -91,10 +96,17 @@ async function batch(runner: ForwardRunner): Promise<BatchRun> {
   return { stepMs: (performance.now() - started) / (newTokens - 1), picked: picked.join(';') }
 }
 
-const variants: Record<string, ForwardRunner> = {
-  'onnxruntime-node, cache with room': runners.node,
-  'C API, cache with room': runners.capiRoom,
-  'C API, present in place': runners.capiInPlace,
+interface Variant {
+  runner: ForwardRunner
+  /** Whether some row reports its logprob (the graph then computes the greedy pick's). */
+  greedyLogprobs: boolean
+}
+
+const variants: Record<string, Variant> = {
+  'onnxruntime-node, cache with room': { runner: runners.node, greedyLogprobs: true },
+  'C API, cache with room': { runner: runners.capiRoom, greedyLogprobs: true },
+  'C API, present in place': { runner: runners.capiInPlace, greedyLogprobs: true },
+  'C API, present in place, no logprob': { runner: runners.capiInPlace, greedyLogprobs: false },
 }
 const names = Object.keys(variants)
 for (const name of names) await batch(variants[name]) // warm-up: first runs at each shape

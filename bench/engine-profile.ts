@@ -20,6 +20,7 @@ import { readModelSpec } from '../src/engine/model-config.js'
 import { TokenSampler } from '../src/engine/sampling/sampler.js'
 import type { PrefixKV } from '../src/domain/prefix-kv.js'
 import { greedyParams } from '../test/helpers/engine-params.js'
+import { benchParams } from './engine-batch.js'
 import { profileJoins, type JoinProfile } from './join-profile.js'
 
 export interface StepProfile {
@@ -55,7 +56,7 @@ export class EngineProfiler {
     const shape = { numLayers: spec.numLayers, numKvHeads: spec.numKvHeads, headDim: spec.headDim }
     const eos = new Set(spec.eosTokenIds)
     return new EngineProfiler(
-      (id, prompt, prefix, newTokens) => new Generation(id, prompt, [{ kind: 'past_kv', prefix }], greedyParams(newTokens), spec.vocabSize, eos, tokenizer),
+      (id, prompt, prefix, newTokens) => new Generation(id, prompt, [{ kind: 'past_kv', prefix }], benchParams(newTokens), spec.vocabSize, eos, tokenizer),
       new ForwardRunner(model.session, model.signature, shape, model.loraInputs),
       shape,
       spec.vocabSize,

@@ -90,6 +90,7 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
       feed.presentInPlace = this.forward.writesPresentInPlace
       feed.loraRows = plan.decoding.map((g) => g.lora)
       feed.fetchLogits = plan.decoding.some((g) => g.needsLogits)
+      feed.greedyLogprobs = plan.decoding.some((g) => g.reportsLogprob)
       decode = await this.attempt(() => this.forward.run(feed))
     }
     let prefill: DecoderResults['prefill'] = null
@@ -101,6 +102,7 @@ export class EngineLoop extends StepLoop<DecoderPlan, DecoderResults> {
       const scoring = plan.admit.some((g) => g.scoresPrompt)
       feed.logitsToKeep = scoring ? feed.seqLen : 1
       feed.fetchLogits = scoring || plan.admit.some((g) => g.needsLogits)
+      feed.greedyLogprobs = plan.admit.some((g) => g.reportsLogprob)
       prefill = { admittedAt, feed, state, outcome: await this.attempt(() => this.forward.run(feed)) }
     }
     return { decode, prefill }

@@ -98,6 +98,7 @@ export class ForwardRunner {
     }
     Object.assign(feeds, this.loraTensors.get(feed.loraRows ?? new Array(batch).fill(null)))
     if (sig.hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = new ort.Tensor('int64', BigInt64Array.of(BigInt(feed.logitsToKeep)), [1])
+    if (sig.greedyPick?.wanted) feeds[sig.greedyPick.wanted] = new ort.Tensor('bool', Uint8Array.of(feed.greedyLogprobs === false ? 0 : 1), [1])
     // Outputs not fetched are not copied out of the runtime: the logits are the largest.
     const into = feed.presentInPlace ? this.presentInto(feed) : undefined
     let fetchLogits = feed.fetchLogits || sig.greedyPick === null
@@ -136,7 +137,7 @@ export class ForwardRunner {
   }
 }
 
-/** Whether every greedy pick of a pass can be used: a NaN logprob marks a row with NaN or infinite logits. */
+/** Whether every greedy pick of a pass can be used: a NaN logprob (or soundness mark) marks a row with NaN or infinite logits. */
 function soundPicks(logprobs: Float32Array): boolean {
   for (let i = 0; i < logprobs.length; i++) if (!Number.isFinite(logprobs[i])) return false
   return true

@@ -77,6 +77,11 @@ export class Generation {
     return !this.sampler.takesGraphPick
   }
 
+  /** Whether this request reports its tokens' logprobs (a pass where none does lets the graph skip its greedy logprob). */
+  get reportsLogprob(): boolean {
+    return this.params.logprobs ?? true
+  }
+
   /**
    * Picks the next token and says whether the request ends: from the graph's
    * greedy pick when it is this request's choice, else from the logits row at

@@ -7,7 +7,7 @@
 import { ModelLoadError } from './model-load-error.js'
 import type { ContributionKind } from '../domain/adapter-contribution.js'
 import { INPUTS_EMBEDS } from './graph/inputs-embeds-rewrite.js'
-import { GREEDY_LOGPROB, GREEDY_TOKEN } from './graph/greedy-pick.js'
+import { GREEDY_LOGPROB, GREEDY_LOGPROB_WANTED, GREEDY_TOKEN } from './graph/greedy-pick.js'
 import { LOGITS_TO_KEEP } from './graph/logits-to-keep.js'
 import type { ModelSpec } from '../domain/model-spec.js'
 import type { TensorMeta } from './session/tensor-meta.js'
@@ -32,8 +32,12 @@ export interface OnnxSignature {
   logits: string
   /** The graph slices its logits to the last `logits_to_keep` positions of a pass (graph/logits-to-keep.ts). */
   hasLogitsToKeep: boolean
-  /** The graph's own greedy pick per position and its raw logprob (graph/greedy-pick.ts), when it has them. */
-  greedyPick: { token: string; logprob: string } | null
+  /**
+   * The graph's own greedy pick per position and its raw logprob
+   * (graph/greedy-pick.ts), when it has them; `wanted` names the input that
+   * turns the logprob off for a pass (null: it is always computed).
+   */
+  greedyPick: { token: string; logprob: string; wanted: string | null } | null
   /**
    * Decode passes may bind the whole present in place (graph/present-in-place.ts
    * applied, and a session that binds outputs): set by loadModel.
@@ -111,7 +115,10 @@ export function readSignature(
     presentIsStep,
     logits: 'logits',
     hasLogitsToKeep: inputNames.includes(LOGITS_TO_KEEP),
-    greedyPick: outputNames.includes(GREEDY_TOKEN) && outputNames.includes(GREEDY_LOGPROB) ? { token: GREEDY_TOKEN, logprob: GREEDY_LOGPROB } : null,
+    greedyPick:
+      outputNames.includes(GREEDY_TOKEN) && outputNames.includes(GREEDY_LOGPROB)
+        ? { token: GREEDY_TOKEN, logprob: GREEDY_LOGPROB, wanted: inputNames.includes(GREEDY_LOGPROB_WANTED) ? GREEDY_LOGPROB_WANTED : null }
+        : null,
     ...(typeof valueDim === 'number' && valueDim > 0 ? { valueHeadDim: valueDim } : {}),
   }
 }

@@ -18,7 +18,7 @@ import { buildDecode, buildPrefill, type ForwardFeed } from '../../src/engine/ba
 import { compact, prefillState } from '../../src/engine/batch/kv-state.js'
 import { fetchedLogits, ForwardRunner, type ForwardResult } from '../../src/engine/forward-runner.js'
 import { addGraphInput, addGraphOutput, newNode } from '../../src/engine/graph/graph-edit.js'
-import { GREEDY_LOGPROB, GREEDY_TOKEN, greedyPick, greedyPickRewrite, vocabChunks } from '../../src/engine/graph/greedy-pick.js'
+import { GREEDY_LOGPROB, GREEDY_LOGPROB_WANTED, GREEDY_TOKEN, greedyPick, greedyPickRewrite, vocabChunks } from '../../src/engine/graph/greedy-pick.js'
 import type { GraphRewrite } from '../../src/engine/graph/graph-rewrite.js'
 import { logitsToKeep } from '../../src/engine/graph/logits-to-keep.js'
 import { encodeModelProto } from '../../src/engine/graph/model-proto.js'
@@ -97,6 +97,9 @@ async function compareHeads(t: Test, modelDir: string): Promise<void> {
   const pickOnly = await B.run({ ...feed, logitsToKeep: 1, fetchLogits: false })
   t.equal(pickOnly.logits, null, 'logits not fetched')
   t.same([...pickOnly.greedy!.tokens], [...last.greedy!.tokens], 'the same picks without the logits')
+  const noLogprob = await B.run({ ...feed, logitsToKeep: 1, fetchLogits: false, greedyLogprobs: false })
+  t.same([...noLogprob.greedy!.tokens], [...last.greedy!.tokens], 'the same picks without the logprob')
+  t.same([...noLogprob.greedy!.logprobs], new Array(rows.length).fill(0), 'only the soundness mark: 0 for finite logits')
 
   // One decode step on the cache the prefill left: the same logits and picks.
   const cache = (r: ForwardResult) =>
@@ -157,17 +160,36 @@ const pickCases: Array<[number, number, GraphRewrite, string]> = [
   [11, 12, greedyPick, 'chunked where it can'],
   [18, 12, greedyPickRewrite({ chunked: false }), 'one ArgMax'],
 ]
+/**
+ * What greedy_logprob must be for one row: with the logprob wanted, the
+ * sampler's, and NaN exactly where the pick must not be used; without it, the
+ * soundness mark: 0 where the row sums to a finite number, else NaN (these
+ * small rows cannot overflow; a -Infinity beside finite logits marks the row
+ * too, by design).
+ */
+function checkLogprob(row: number[], got: number, want: { logprob: number } | null, untrusted: boolean, wanted: boolean): string | null {
+  if (wanted) {
+    if (Number.isFinite(got) === untrusted) return `graph logprob ${got}, sampler ${JSON.stringify(want)}`
+    if (!untrusted && !(Math.abs(got - want!.logprob) <= 1e-5)) return `logprob ${got} vs ${want!.logprob}`
+    return null
+  }
+  const marked = untrusted || row.includes(Number.NEGATIVE_INFINITY)
+  return (marked ? Number.isNaN(got) : got === 0) ? null : `soundness mark ${got}, want ${marked ? 'NaN' : 0}`
+}
+
 for (const [opset, vocab, rewrite, label] of pickCases) {
-  t.test(`greedy_pick (${label}, opset ${opset}, vocabulary ${vocab}) against the sampler: ties, NaN, infinities (a NaN logprob where the pick must not be used)`, async (t) => {
+  t.test(`greedy_pick (${label}, opset ${opset}, vocabulary ${vocab}) against the sampler: ties, NaN, infinities (a NaN logprob where the pick must not be used), the logprob wanted or not`, async (t) => {
     const session = await pickSession(opset, vocab, rewrite)
     // A [batch, positions] grid of rows, as a prefill keeping several positions feeds it.
     const batches = fc
-      .tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 }))
-      .chain(([batch, positions]) => fc.record({ batch: fc.constant(batch), positions: fc.constant(positions), rows: fc.array(specialRow(vocab), { minLength: batch * positions, maxLength: batch * positions }) }))
+      .tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 }), fc.boolean())
+      .chain(([batch, positions, wanted]) =>
+        fc.record({ batch: fc.constant(batch), positions: fc.constant(positions), wanted: fc.constant(wanted), rows: fc.array(specialRow(vocab), { minLength: batch * positions, maxLength: batch * positions }) }),
+      )
     await fc.assert(
-      fc.asyncProperty(batches, async ({ batch, positions, rows }) => {
+      fc.asyncProperty(batches, async ({ batch, positions, wanted, rows }) => {
         const data = Float32Array.from(rows.flat())
-        const out = await session.run({ scores: new ort.Tensor('float32', data, [batch, positions, vocab]) })
+        const out = await session.run({ scores: new ort.Tensor('float32', data, [batch, positions, vocab]), [GREEDY_LOGPROB_WANTED]: new ort.Tensor('bool', Uint8Array.of(wanted ? 1 : 0), [1]) })
         for (const name of [GREEDY_TOKEN, GREEDY_LOGPROB]) {
           if (out[name].dims.join() !== [batch, positions].join()) throw new Error(`${name} dims ${out[name].dims}, want [${batch}, ${positions}]`)
         }
@@ -181,11 +203,10 @@ for (const [opset, vocab, rewrite, label] of pickCases) {
             // The sampler refuses the row (no finite maximum).
           }
           const untrusted = row.some((x) => Number.isNaN(x)) || want === null
-          // The graph's logprob is finite exactly when its pick may be used, and then it is the sampler's.
-          if (Number.isFinite(logprobs[r]) === untrusted) throw new Error(`row ${r} ${JSON.stringify(row)}: graph logprob ${logprobs[r]}, sampler ${JSON.stringify(want)}`)
+          const wrong = checkLogprob(row, logprobs[r], want, untrusted, wanted)
+          if (wrong !== null) throw new Error(`row ${r} ${JSON.stringify(row)}, logprob wanted ${wanted}: ${wrong}`)
           if (untrusted) return
           if (Number(tokens[r]) !== want!.tokenId) throw new Error(`row ${r} ${JSON.stringify(row)}: graph ${tokens[r]}, sampler ${want!.tokenId}`)
-          if (!(Math.abs(logprobs[r] - want!.logprob) <= 1e-5)) throw new Error(`row ${r}: logprob ${logprobs[r]} vs ${want!.logprob}`)
         })
       }),
       { numRuns: 200, seed: 4242 },

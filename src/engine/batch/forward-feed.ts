@@ -34,6 +34,11 @@ export interface ForwardFeed {
   /** Whether some row needs the logits themselves, not only the graph's greedy pick (sampling, penalties, top logprobs). */
   fetchLogits: boolean
   /**
+   * Whether some row reports the logprob of the graph's greedy pick; false
+   * lets the graph skip computing it (graph/greedy-pick.ts). Absent: wanted.
+   */
+  greedyLogprobs?: boolean
+  /**
    * A decode pass of a cache without free columns, whose runner writes the
    * whole present in place (ForwardResult.present; batch/present-arena.ts).
    */

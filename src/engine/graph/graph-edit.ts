@@ -8,6 +8,7 @@ import { create } from '@bufbuild/protobuf'
 import {
   AttributeProto_AttributeType,
   AttributeProtoSchema,
+  GraphProtoSchema,
   NodeProtoSchema,
   TensorProto_DataType,
   TensorProtoSchema,
@@ -52,12 +53,13 @@ export function addInt64Constant(graph: GraphProto, name: string, values: number
   return name
 }
 
-/** A tensor's declaration of `elemType`; string dims are symbolic. */
-function tensorInfo(name: string, elemType: TensorProto_DataType, dims: (number | string)[]): ValueInfoProto {
-  const dim = dims.map((d) =>
+/** A tensor's declaration of `elemType`; string dims are symbolic, null leaves the shape (even the rank) unstated. */
+function tensorInfo(name: string, elemType: TensorProto_DataType, dims: (number | string)[] | null): ValueInfoProto {
+  const dim = (dims ?? []).map((d) =>
     create(TensorShapeProto_DimensionSchema, { value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d } }),
   )
-  const tensorType = create(TypeProto_TensorSchema, { elemType, shape: create(TensorShapeProtoSchema, { dim }) })
+  const shape = dims === null ? undefined : create(TensorShapeProtoSchema, { dim })
+  const tensorType = create(TypeProto_TensorSchema, { elemType, shape })
   return create(ValueInfoProtoSchema, { name, type: create(TypeProtoSchema, { value: { case: 'tensorType', value: tensorType } }) })
 }
 
@@ -82,6 +84,20 @@ export function newNode(opType: string, name: string, inputs: string[], outputs:
 export function withInts(node: NodeProto, ints: Record<string, number>): NodeProto {
   for (const [name, value] of Object.entries(ints)) {
     node.attribute.push(create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(value) }))
+  }
+  return node
+}
+
+/**
+ * A node with GRAPH attributes (an If's branches): each a subgraph of `nodes`
+ * whose one output is `output`, of `elemType`. Subgraphs read the outer
+ * graph's tensors by name, so they declare no inputs; their own names must
+ * not repeat the outer graph's (nor each other's).
+ */
+export function withBranches(node: NodeProto, elemType: TensorProto_DataType, branches: Record<string, { nodes: NodeProto[]; output: string }>): NodeProto {
+  for (const [name, { nodes, output }] of Object.entries(branches)) {
+    const g = create(GraphProtoSchema, { name: `${node.name}/${name}`, node: nodes, output: [tensorInfo(output, elemType, null)] })
+    node.attribute.push(create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.GRAPH, g }))
   }
   return node
 }

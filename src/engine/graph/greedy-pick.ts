@@ -8,6 +8,14 @@
  *                   and the engine decides from the logits themselves (its
  *                   sampler counts NaN as -Infinity and refuses a row with
  *                   no finite maximum); ForwardRunner fetches them for that.
+ * and one input,
+ *   greedy_logprob_wanted  [1] bool: false when no row of the pass reports
+ *                   its logprob. The log-softmax is then skipped (an If) and
+ *                   greedy_logprob is only the soundness mark: 0, or NaN
+ *                   when the row's logits do not sum to a finite number (a
+ *                   NaN, an infinity; a row that also holds -Infinity beside
+ *                   finite logits is marked too, and the engine then
+ *                   decides from its logits, correctly, a pass later).
  *
  * Why: a greedy row without repetition penalty or top-logprobs needs nothing
  * else from its 32k logits. Scanning them in JavaScript (the argmax, then the
@@ -21,13 +29,19 @@
  * vocabulary; it runs after float32_io, so it reads float32 logits. Where the
  * graph declares the vocabulary size and it divides into chunks, the argmax
  * is a two-level scan (chunkedArgMax: ONNX Runtime's ArgMax is a scalar loop).
+ *
+ * Why the If: ONNX Runtime runs every node of a graph whatever a run fetches,
+ * and the log-softmax (an Exp over batch × vocabulary floats) was about
+ * 0.35 ms of a 3.9 ms decode pass at batch 16 on the bench model, paid by
+ * every request, though few ask for logprobs.
  */
 import { TensorProto_DataType, type GraphProto, type ModelProto, type NodeProto } from 'onnx-buf'
-import { addGraphOutput, addInt64Constant, defaultOpset, newNode, withInts } from './graph-edit.js'
+import { addGraphInput, addGraphOutput, addInt64Constant, defaultOpset, newNode, withBranches, withInts } from './graph-edit.js'
 import type { GraphRewrite } from './graph-rewrite.js'
 
 export const GREEDY_TOKEN = 'greedy_token'
 export const GREEDY_LOGPROB = 'greedy_logprob'
+export const GREEDY_LOGPROB_WANTED = 'greedy_logprob_wanted'
 const LOGITS = 'logits'
 const P = '/prefixd/greedy'
 
@@ -103,6 +117,7 @@ export function greedyPickRewrite({ chunked }: { chunked: boolean }): GraphRewri
       const cut = chunked ? vocabChunks(declaredVocab(graph), opset) : null
       if (cut === null) graph.node.push(...wholeVocabPick(opset, axes))
       else graph.node.push(...chunkedPick(opset, axes, graph, cut))
+      addGraphInput(graph, GREEDY_LOGPROB_WANTED, TensorProto_DataType.BOOL, [1])
       addGraphOutput(graph, GREEDY_TOKEN, TensorProto_DataType.INT64, ['batch_size', 'logits_positions'])
       addGraphOutput(graph, GREEDY_LOGPROB, TensorProto_DataType.FLOAT, ['batch_size', 'logits_positions'])
     },
@@ -112,31 +127,37 @@ export function greedyPickRewrite({ chunked }: { chunked: boolean }): GraphRewri
 export const greedyPick: GraphRewrite = greedyPickRewrite({ chunked: true })
 
 /**
- * The log-softmax of the maximum, from `shifted` = logits - max:
+ * The log-softmax of the maximum when the pass wants it, from `values` (the
+ * logits, the vocabulary last) and their maximum `max` (kept as an axis):
  * max - (max + log Σ e^(x-max)) = -log Σ e^(x-max). A NaN anywhere, or an
- * infinite maximum (∞ - ∞), makes the sum and so the logprob NaN.
+ * infinite maximum (∞ - ∞), makes the sum and so the logprob NaN. Else only
+ * the soundness mark: Σx - Σx, which is 0 where the sum is finite and NaN
+ * where it is not.
  */
-function logprobNodes(opset: number, axes: string, shifted: string, output: string): NodeProto[] {
-  const exp = `${P}/exp`
-  const sum = `${P}/sum`
-  const logSum = `${P}/log_sum`
-  return [
-    newNode('Exp', `${P}/Exp`, [shifted], [exp]),
-    reduceLastAxis('ReduceSum', opset, axes, exp, sum, 0),
-    newNode('Log', `${P}/Log`, [sum], [logSum]),
-    newNode('Neg', `${P}/Neg`, [logSum], [output]),
+function logprobNodes(opset: number, axes: string, values: string, max: string, output: string): NodeProto[] {
+  const n = (name: string) => `${P}/${name}`
+  const logprob = [
+    newNode('Sub', n('Sub'), [values, max], [n('shifted')]),
+    newNode('Exp', n('Exp'), [n('shifted')], [n('exp')]),
+    reduceLastAxis('ReduceSum', opset, axes, n('exp'), n('sum'), 0, n('SumExp')),
+    newNode('Log', n('Log'), [n('sum')], [n('log_sum')]),
+    newNode('Neg', n('Neg'), [n('log_sum')], [n('logprob')]),
   ]
+  const mark = [
+    reduceLastAxis('ReduceSum', opset, axes, values, n('plain_sum'), 0, n('PlainSum')),
+    newNode('Sub', n('SoundMark'), [n('plain_sum'), n('plain_sum')], [n('sound_mark')]),
+  ]
+  const branch = newNode('If', n('LogprobWanted'), [GREEDY_LOGPROB_WANTED], [output])
+  return [withBranches(branch, TensorProto_DataType.FLOAT, { then_branch: { nodes: logprob, output: n('logprob') }, else_branch: { nodes: mark, output: n('sound_mark') } })]
 }
 
 /** One ArgMax over the whole vocabulary (a vocabulary the chunked scan cannot cut, or an old opset). */
 function wholeVocabPick(opset: number, axes: string): NodeProto[] {
   const max = `${P}/max`
-  const shifted = `${P}/shifted`
   return [
     withInts(newNode('ArgMax', `${P}/ArgMax`, [LOGITS], [GREEDY_TOKEN]), { axis: -1, keepdims: 0 }),
     reduceLastAxis('ReduceMax', opset, axes, LOGITS, max, 1),
-    newNode('Sub', `${P}/Sub`, [LOGITS, max], [shifted]),
-    ...logprobNodes(opset, axes, shifted, GREEDY_LOGPROB),
+    ...logprobNodes(opset, axes, LOGITS, max, GREEDY_LOGPROB),
   ]
 }
 
@@ -154,8 +175,7 @@ function chunkedPick(opset: number, axes: string, graph: GraphProto, cut: { chun
   return [
     ...argmax.nodes,
     newNode('Reshape', n('RowsView'), [LOGITS, rowsView], [n('rows')]),
-    newNode('Sub', n('Sub'), [n('rows'), argmax.max], [n('shifted')]),
-    ...logprobNodes(opset, axes, n('shifted'), n('flat_logprob')),
+    ...logprobNodes(opset, axes, n('rows'), argmax.max, n('flat_logprob')),
     newNode('Shape', n('Shape'), [LOGITS], [n('logits_shape')]),
     newNode('Slice', n('LeadingAxes'), [n('logits_shape'), starts, ends], [n('lead_shape')]),
     newNode('Reshape', n('TokenShape'), [argmax.token, n('lead_shape')], [GREEDY_TOKEN]),
