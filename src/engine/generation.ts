@@ -61,7 +61,7 @@ export class Generation {
     this.prefillTokens = virtualTokens + promptIds.length
     this.maxTotalTokens = this.prefillTokens + params.maxNewTokens
     this.context = [...promptIds]
-    this.sampler = new TokenSampler(params, vocabSize, { logprobs: params.logprobs ?? true, topLogprobs: params.topLogprobs ?? 0 })
+    this.sampler = new TokenSampler(params, vocabSize, { logprobs: this.reportsLogprob, topLogprobs: params.topLogprobs ?? 0 })
     // With the prompt's last ids as context the completion is
     // decode(prompt + generated) minus decode(prompt): " dog", not "dog".
     this.decoder = new IncrementalDecoder((ids) => tokens.decode(ids), promptIds.slice(-DETOKENIZE_CONTEXT))
