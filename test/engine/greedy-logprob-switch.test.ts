@@ -10,47 +10,22 @@
  */
 import t from 'tap'
 import { join } from 'node:path'
-import type { TokenEvent } from '../../src/engine/protocol.js'
 import { InProcessEngine, type PassRecord } from '../helpers/batching-inprocess.js'
 import { LOGPROB_TOLERANCE } from '../helpers/batching-compare.js'
-import { greedyParams } from '../helpers/engine-params.js'
+import { runMix, type Outcome, type RequestCase } from '../helpers/batching-requests.js'
 import { readExpected, storiesModelDir } from '../helpers/shared-data.js'
 
 // Room for every row in one prefill, so the rows share their passes.
 const engine = await InProcessEngine.load(storiesModelDir, { maxBatchSize: 8, maxPrefillTokens: 1024 })
 const prompts = readExpected(join(storiesModelDir, 'expected-base.json')).cases.map((c) => c.prompt_ids)
 
-interface Row {
-  promptIds: number[]
-  reports: boolean
-  maxNewTokens: number
-  /** Ask for this many top logprobs (the sampler then reads the logits; 0: the graph's pick). */
-  topLogprobs?: number
-}
-
-interface Outcome {
-  ids: number[]
-  logprobs: number[]
-}
+/** Each row greedy, without prefix, submitted at once. */
+type Row = Pick<RequestCase, 'promptIds' | 'maxNewTokens' | 'topLogprobs'> & { reports: boolean }
 
 /** Submits the rows at once; resolves with each row's tokens and the passes the mix ran. */
 async function runRows(rows: Row[]): Promise<{ outcomes: Outcome[]; passes: PassRecord[] }> {
   const firstStep = engine.steps.length
-  const outcomes = await Promise.all(
-    rows.map(
-      (row) =>
-        new Promise<Outcome>((resolve, reject) => {
-          const events: TokenEvent[] = []
-          engine.submit(row.promptIds, [], { ...greedyParams(row.maxNewTokens), logprobs: row.reports, topLogprobs: row.topLogprobs ?? 0 }, {
-            onToken: (e) => {
-              events.push(e)
-              if (e.finish) resolve({ ids: events.map((x) => x.token.id), logprobs: events.map((x) => x.token.logprob) })
-            },
-            onError: reject,
-          })
-        }),
-    ),
-  )
+  const outcomes = await runMix(engine, rows.map(({ reports, ...row }) => ({ ...row, prefixKeys: [], arrivalAfter: 0, logprobs: reports })))
   return { outcomes, passes: engine.steps.slice(firstStep).flatMap((s) => s.passes) }
 }
 

@@ -26,6 +26,10 @@ export interface RequestCase {
   /** Absent: greedy. */
   sampling?: SamplingChoice
   stop?: string[]
+  /** Whether the request reports its tokens' logprobs (absent: it does, the engine's default). */
+  logprobs?: boolean
+  /** Top logprobs asked for (absent: none; any makes the sampler read the logits). */
+  topLogprobs?: number
 }
 
 /** What a client sees of one finished request. */
@@ -39,7 +43,7 @@ export interface Outcome {
   text: string
 }
 
-export function paramsFor(req: Pick<RequestCase, 'maxNewTokens' | 'sampling' | 'stop'>): GenerationParams {
+export function paramsFor(req: Pick<RequestCase, 'maxNewTokens' | 'sampling' | 'stop' | 'logprobs' | 'topLogprobs'>): GenerationParams {
   const s = req.sampling
   return {
     doSample: s !== undefined,
@@ -51,6 +55,8 @@ export function paramsFor(req: Pick<RequestCase, 'maxNewTokens' | 'sampling' | '
     maxNewTokens: req.maxNewTokens,
     stop: req.stop ?? [],
     deadline: Date.now() + 600_000,
+    ...(req.logprobs !== undefined ? { logprobs: req.logprobs } : {}),
+    ...(req.topLogprobs !== undefined ? { topLogprobs: req.topLogprobs } : {}),
   }
 }
 
