@@ -11,6 +11,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { findModelFile } from '../src/engine/onnx-session.js'
 import { readModelSpec } from '../src/engine/model-config.js'
@@ -24,6 +25,7 @@ import { startPythonReferences } from './python-variants.js'
 import { report, RATIOS, type Measured } from './report.js'
 import { SideWorker } from './side-client.js'
 import { alternate } from './stats.js'
+import { collectGarbage } from './collect-garbage.js'
 import { benchPrefix, benchPrompts, ensureModel, WORKLOAD } from './workload.js'
 
 const { values: args } = parseArgs({
@@ -34,6 +36,8 @@ const { values: args } = parseArgs({
   },
 })
 const rounds = Number(args.rounds)
+/** The pause before each variant (settle()), in ms. */
+const SETTLE_MS = 300
 const cacheDir = args['cache-dir']!
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`)
 
@@ -87,11 +91,28 @@ const variants: Array<{ name: string; run: () => Promise<Throughput> }> = [
   ...python.variants,
 ]
 
+/**
+ * Before each variant, outside its timing: the garbage of the ones before
+ * collected (the bare loops leave hundreds of MB of output buffers) and a
+ * pause for their threads to go quiet (ONNX Runtime's and torch's spin after
+ * their work). Without it a variant paid for its neighbour: a probe measured
+ * HTTP / engine at 0.927 right after the side worker's bare loop and 0.978
+ * with this in between (20 rounds, alternating).
+ */
+async function settle(): Promise<void> {
+  collectGarbage()
+  await side.collectGarbage()
+  await sleep(SETTLE_MS)
+}
+
 const measured: Measured = { rounds: [], variants: variants.map((v) => v.name) }
 try {
   for (let round = -1; round < rounds; round++) {
     const perRound: Record<string, Throughput> = {}
-    for (const v of alternate(variants, Math.max(0, round))) perRound[v.name] = await v.run()
+    for (const v of alternate(variants, Math.max(0, round))) {
+      await settle()
+      perRound[v.name] = await v.run()
+    }
     // Round -1 warms up: ORT's first runs at each shape, the prefix catalog's first reads, JIT.
     if (round >= 0) measured.rounds.push(perRound)
     log(`${round < 0 ? 'warm-up' : `round ${round + 1}/${rounds}`}: ${variants.map((v) => `${v.name} ${(perRound[v.name].tokens / perRound[v.name].seconds).toFixed(0)}`).join(', ')} tok/s`)

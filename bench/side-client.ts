@@ -32,6 +32,11 @@ export class SideWorker {
     return this.job('profile') as Promise<StepProfile>
   }
 
+  /** A full garbage collection of the worker's heap (collect-garbage.ts). */
+  async collectGarbage(): Promise<void> {
+    await this.job('gc')
+  }
+
   close(): Promise<number> {
     return this.worker.terminate()
   }

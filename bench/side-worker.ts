@@ -8,6 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import type { PrefixKV } from '../src/domain/prefix-kv.js'
 import { BareLoop } from './bare-loop.js'
+import { collectGarbage } from './collect-garbage.js'
 import { EngineProfiler } from './engine-profile.js'
 
 export interface SideWorkerData {
@@ -20,7 +21,7 @@ export interface SideWorkerData {
   newTokens: number
 }
 
-export type SideJob = 'bare' | 'profile'
+export type SideJob = 'bare' | 'profile' | 'gc'
 
 const data = workerData as SideWorkerData
 const port = parentPort!
@@ -28,6 +29,7 @@ const loop = await BareLoop.create(data.modelFile, data.threads, data.vocabSize)
 let profiler: EngineProfiler | null = null
 
 async function run(job: SideJob): Promise<unknown> {
+  if (job === 'gc') return collectGarbage()
   if (job === 'bare') return loop.run(data.prefixes, data.prompts, data.newTokens)
   profiler ??= await EngineProfiler.create(data.modelDir, data.threads)
   await profiler.run(data.prompts, data.prefixes, data.newTokens) // warm-up
