@@ -42,6 +42,8 @@ export class ForwardRunner {
   private readonly loraTensors: LoraFeedCache<Record<string, ort.Tensor>>
   /** What passes without virtual tokens feed: one zero row the graph broadcasts and never selects. */
   private readonly noEmbeds: ort.Tensor | null
+  /** The greedy pick's logprob switch, off and on: two constants rather than a new tensor per pass. */
+  private readonly logprobSwitch = [false, true].map((on) => new ort.Tensor('bool', Uint8Array.of(on ? 1 : 0), [1]))
   /** What a pass fetches: with the logits, or (when the graph picks greedy tokens) without them. */
   private readonly fetchLists: { withLogits: string[]; withoutLogits: string[] }
   private readonly session: PassSession
@@ -98,7 +100,7 @@ export class ForwardRunner {
     }
     Object.assign(feeds, this.loraTensors.get(feed.loraRows ?? new Array(batch).fill(null)))
     if (sig.hasLogitsToKeep) feeds[LOGITS_TO_KEEP] = new ort.Tensor('int64', BigInt64Array.of(BigInt(feed.logitsToKeep)), [1])
-    if (sig.greedyPick?.wanted) feeds[sig.greedyPick.wanted] = new ort.Tensor('bool', Uint8Array.of(feed.greedyLogprobs === false ? 0 : 1), [1])
+    if (sig.greedyPick?.wanted) feeds[sig.greedyPick.wanted] = this.logprobSwitch[feed.greedyLogprobs === false ? 0 : 1]
     // Outputs not fetched are not copied out of the runtime: the logits are the largest.
     const into = feed.presentInPlace ? this.presentInto(feed) : undefined
     let fetchLogits = feed.fetchLogits || sig.greedyPick === null
