@@ -56,7 +56,6 @@ def gqa_variant(path):
         assert len(nodes) == 1 and nodes[0].op_type == op, f"{name}: expected one {op} reader"
         return nodes[0]
 
-    kv_heads = None
     dropped, added = set(), []
     layers = sum(1 for o in graph.output if o.name.endswith(".key") and o.name.startswith("present."))
     for i in range(layers):
@@ -72,8 +71,8 @@ def gqa_variant(path):
         context = only_reader(softmax.output[0], "MatMul")
         back = only_reader(context.output[0], "Transpose")
         merged = only_reader(back.output[0], "Reshape")
-        past_shape = [d.dim_value or d.dim_param for d in next(x for x in graph.input if x.name == f"past_key_values.{i}.key").type.tensor_type.shape.dim]
-        kv_heads = past_shape[1]
+        past = next(x for x in graph.input if x.name == f"past_key_values.{i}.key")
+        kv_heads = past.type.tensor_type.shape.dim[1].dim_value
         heads = kv_heads  # the generated Llama: as many query heads as key/value heads
         for node in (concat_k, concat_v, transpose_k, transpose_v, keys_t, scores, scale_q, transpose_q, masked, softmax, context, back, merged):
             dropped.add(id(node))
@@ -114,6 +113,7 @@ def gqa_variant(path):
     del graph.node[:]
     graph.node.extend(ordered)
     model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    # The onnx package may stamp a newer IR version than this onnxruntime reads.
     model.ir_version = min(model.ir_version, 10)
     return model.SerializeToString()
 
