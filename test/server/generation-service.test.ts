@@ -9,6 +9,7 @@
 import t, { type Test } from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { epochMs } from '../../src/domain/clock.js'
 import { TextTokenizer } from '../../src/engine/tokenizer.js'
 import { CHOSEN_TOKEN_LOGPROBS, fieldOf, type GenerationRequest, type LogprobRequest } from '../../src/server/generation-request.js'
 import { GenerationService, OPEN_PRINCIPAL, type RequestReport } from '../../src/server/generation-service.js'
@@ -117,8 +118,12 @@ t.test('OpenAI bodies as generation requests', async (t) => {
 })
 
 t.test('prepare: defaults, prefixes, and one validation', async (t) => {
+  // arrivedAt reads the monotonic clock (epochMs), the deadline the wall
+  // clock; the two drift apart over a long run, so each is bracketed by its own.
   const before = Date.now()
+  const beforeMs = epochMs()
   const plain = await service.prepare(request())
+  const afterMs = epochMs()
   const after = Date.now()
   t.same(plain.promptIds, base.cases[1].prompt_ids, "the model's own tokenization, with BOS")
   t.same(plain.prefixes, [])
@@ -127,7 +132,7 @@ t.test('prepare: defaults, prefixes, and one validation', async (t) => {
   t.equal(plain.params.logprobs, true)
   t.ok(Number.isSafeInteger(plain.params.seed) && plain.params.seed >= 0, 'a seed is drawn when none is given')
   t.ok(plain.params.deadline >= before + app.config.REQUEST_TIMEOUT_MS && plain.params.deadline <= after + app.config.REQUEST_TIMEOUT_MS)
-  t.ok(plain.arrivedAt >= before - 1 && plain.arrivedAt <= after + 1)
+  t.ok(plain.arrivedAt >= beforeMs && plain.arrivedAt <= afterMs, 'arrival is stamped inside the call')
 
   const tuned = await service.prepare(
     request({ maxNewTokens: 5, stop: ['.', '!'], sampling: { doSample: true, seed: 7, temperature: 0.5, topK: 4, topP: 0.9, repetitionPenalty: 1.1 }, logprobs: null }),
