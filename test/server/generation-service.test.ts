@@ -118,8 +118,9 @@ t.test('OpenAI bodies as generation requests', async (t) => {
 })
 
 t.test('prepare: defaults, prefixes, and one validation', async (t) => {
-  // arrivedAt reads the monotonic clock (epochMs), the deadline the wall
-  // clock; the two drift apart over a long run, so each is bracketed by its own.
+  // arrivedAt reads epochMs (monotonic, sub-millisecond), the deadline the wall
+  // clock (whole ms, and slewed or stepped on a VM): the two can disagree by
+  // more than a millisecond, so each is bracketed by its own clock.
   const before = Date.now()
   const beforeMs = epochMs()
   const plain = await service.prepare(request())
