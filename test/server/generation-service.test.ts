@@ -122,9 +122,9 @@ t.test('prepare: defaults, prefixes, and one validation', async (t) => {
   // clock (whole ms, and slewed or stepped on a VM): the two can disagree by
   // more than a millisecond, so each is bracketed by its own clock.
   const before = Date.now()
-  const beforeMs = epochMs()
+  const beforeEpoch = epochMs()
   const plain = await service.prepare(request())
-  const afterMs = epochMs()
+  const afterEpoch = epochMs()
   const after = Date.now()
   t.same(plain.promptIds, base.cases[1].prompt_ids, "the model's own tokenization, with BOS")
   t.same(plain.prefixes, [])
@@ -133,7 +133,7 @@ t.test('prepare: defaults, prefixes, and one validation', async (t) => {
   t.equal(plain.params.logprobs, true)
   t.ok(Number.isSafeInteger(plain.params.seed) && plain.params.seed >= 0, 'a seed is drawn when none is given')
   t.ok(plain.params.deadline >= before + app.config.REQUEST_TIMEOUT_MS && plain.params.deadline <= after + app.config.REQUEST_TIMEOUT_MS)
-  t.ok(plain.arrivedAt >= beforeMs && plain.arrivedAt <= afterMs, 'arrival is stamped inside the call')
+  t.ok(plain.arrivedAt >= beforeEpoch && plain.arrivedAt <= afterEpoch, 'arrival is stamped inside the call')
 
   const tuned = await service.prepare(
     request({ maxNewTokens: 5, stop: ['.', '!'], sampling: { doSample: true, seed: 7, temperature: 0.5, topK: 4, topP: 0.9, repetitionPenalty: 1.1 }, logprobs: null }),
